@@ -1,0 +1,1 @@
+"""Clusters: one protocol over nodes (redis, proxies, api, workers), implemented by the local and docker backends."""
