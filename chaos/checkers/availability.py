@@ -1,0 +1,118 @@
+"""Availability and latency of submits, judged outside fault windows (a fault may hurt; calm must not).
+
+A submit is *in fault* when its request interval touches a fault window extended by ``fault_grace_s``
+(recovery time). Outside faults every submit must succeed (``unavailable`` otherwise, one finding per
+request) and the p99 latency of the ok ones must stay under ``latency_p99_ms`` (``slow``); with fewer than
+``latency_min_samples`` samples the latency part is unknown. Inside faults the error rate is reported, and
+fails (``error-rate-in-faults``) only above ``error_rate_max_in_faults`` (1.0 by default: report only).
+Incomplete requests count as info (errors).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chaos.checkers.analysis import percentile
+from chaos.checkers.config import CheckConfig
+from chaos.checkers.result import UNKNOWN, CheckResult, Finding, Validity, cap_per_kind
+from chaos.history import History, OpPair
+
+NAME = "availability"
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 3)
+
+
+def _rate(errors: int, total: int) -> float | None:
+    return None if total == 0 else errors / total
+
+
+def check(history: History, config: CheckConfig | None = None) -> CheckResult:
+    config = config or CheckConfig()
+    windows = history.fault_windows()
+    submits = history.pairs("submit")
+
+    def in_fault(p: OpPair) -> bool:
+        return any(w.overlaps(p.invoke_time, p.complete_time, config.fault_grace_s) for w in windows)
+
+    inside: list[OpPair] = []
+    outside: list[OpPair] = []
+    for p in submits:
+        (inside if in_fault(p) else outside).append(p)
+    errors_in = [p for p in inside if p.phase != "ok"]
+    errors_out = [p for p in outside if p.phase != "ok"]
+    latencies = [lat for p in outside if p.phase == "ok" and (lat := p.latency) is not None]
+    p99 = percentile(latencies, 99)
+    stats: dict[str, Any] = {
+        "attempted": len(submits),
+        "ok": sum(1 for p in submits if p.phase == "ok"),
+        "fail": sum(1 for p in submits if p.phase == "fail"),
+        "info": sum(1 for p in submits if p.phase == "info"),
+        "fault_windows": len(windows),
+        "in_faults": len(inside),
+        "outside_faults": len(outside),
+        "error_rate_in_faults": _rate(len(errors_in), len(inside)),
+        "error_rate_outside_faults": _rate(len(errors_out), len(outside)),
+        "latency_samples": len(latencies),
+        "latency_p50_ms": _ms(percentile(latencies, 50)),
+        "latency_p99_ms": _ms(p99),
+        "latency_max_ms": _ms(max(latencies) if latencies else None),
+        "latency_threshold_ms": config.latency_p99_ms,
+    }
+    findings: list[Finding] = []
+    for p in errors_out:
+        findings.append(
+            Finding(
+                NAME,
+                "unavailable",
+                [p.task_id] if p.task_id else [],
+                f"submit by process {p.process} at t={p.invoke_time:.3f}s ended {p.phase} with no fault active"
+                + (f": {p.completion.error}" if p.completion is not None and p.completion.error else ""),
+                {"op": p.to_dict()},
+            )
+        )
+    latency_known = len(latencies) >= config.latency_min_samples
+    if latency_known and p99 is not None and p99 * 1000.0 > config.latency_p99_ms:
+        slowest = sorted(
+            (p for p in outside if p.phase == "ok" and p.latency is not None),
+            key=lambda p: p.latency or 0.0,
+            reverse=True,
+        )[:5]
+        findings.append(
+            Finding(
+                NAME,
+                "slow",
+                [],
+                f"submit p99 outside faults is {p99 * 1000.0:.1f} ms, above {config.latency_p99_ms:g} ms",
+                {
+                    "p99_ms": _ms(p99),
+                    "threshold_ms": config.latency_p99_ms,
+                    "samples": len(latencies),
+                    "slowest": [p.to_dict() for p in slowest],
+                },
+            )
+        )
+    rate_in = stats["error_rate_in_faults"]
+    if rate_in is not None and rate_in > config.error_rate_max_in_faults:
+        findings.append(
+            Finding(
+                NAME,
+                "error-rate-in-faults",
+                [],
+                f"{rate_in:.1%} of submits during faults failed, above {config.error_rate_max_in_faults:.1%}",
+                {"errors": len(errors_in), "total": len(inside)},
+            )
+        )
+    valid: Validity
+    if findings:
+        valid = False
+    elif not latency_known:
+        valid = UNKNOWN
+        stats["undecided"] = (
+            f"only {len(latencies)} submit latency sample(s) outside faults, "
+            f"{config.latency_min_samples} needed"
+        )
+    else:
+        valid = True
+    return CheckResult(NAME, valid, cap_per_kind(findings, config.max_evidence), stats)

@@ -1,0 +1,47 @@
+"""The knobs of the checkers: what the target promises (at-least-once?) and what the gate tolerates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """Thresholds and promises the checkers judge a history against.
+
+    ``duplicates_allowed``: the target is at-least-once, so duplicated executions are reported, not failed.
+    ``latency_p99_ms``: submit p99 outside fault windows must not exceed this, once there are
+    ``latency_min_samples`` samples (fewer: the latency part is unknown).
+    ``error_rate_max_in_faults``: submit error rate tolerated inside fault windows (1.0: report only).
+    ``fault_grace_s``: requests this long after a fault ended still count as in-fault (recovery time).
+    ``clock_skew_s``: tolerance when comparing client wall times with the target's ledger times.
+    ``max_evidence``: cap on findings of one kind a checker emits (the stats keep the full counts).
+    """
+
+    duplicates_allowed: bool = False
+    latency_p99_ms: float = 100.0
+    latency_min_samples: int = 20
+    error_rate_max_in_faults: float = 1.0
+    terminal_states: tuple[str, ...] = ("SUCCESS", "FAILURE", "REVOKED")
+    fault_grace_s: float = 1.0
+    clock_skew_s: float = 0.0
+    max_evidence: int = 50
+
+    def is_terminal(self, state: str | None) -> bool:
+        return state is not None and state in self.terminal_states
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["terminal_states"] = list(self.terminal_states)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckConfig:
+        """Build from JSON/TOML; unknown keys are ignored so older configs keep working."""
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in names}
+        if "terminal_states" in kw:
+            kw["terminal_states"] = tuple(kw["terminal_states"])
+        return cls(**kw)

@@ -1,0 +1,127 @@
+"""Duplicated work: a task body that ran to success twice, left more effects than it should, or ran on two
+workers at once. Needs the ledger (unknown without it).
+
+An execution whose worker process was killed never records ``finished_at``; it is taken to have ended at the
+kill (a ``kill``/``crash`` fault on its worker's node started after it), otherwise it stays open and any later
+execution overlaps it. ``fenced`` executions (stopped from committing by the target) never count.
+
+With ``duplicates_allowed`` (at-least-once targets) every anomaly is kept as an informational finding of kind
+``duplicated-allowed`` (``evidence.anomaly`` says which) and the verdict stays true.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chaos.checkers.config import CheckConfig
+from chaos.checkers.result import UNKNOWN, CheckResult, Finding, cap_per_kind
+from chaos.history import Execution, FaultWindow, History, LedgerTask
+
+NAME = "duplicated"
+ALLOWED = "duplicated-allowed"
+
+
+def node_runs_worker(node: str, worker: str) -> bool:
+    """Does fault target ``node`` (``worker-0``) host ledger worker ``worker`` (``celery@worker-0``)?"""
+    return node == worker or node in worker.split("@")
+
+
+def _kills(history: History) -> list[FaultWindow]:
+    return [w for w in history.fault_windows() if "kill" in w.name or "crash" in w.name]
+
+
+def effective_end(execution: Execution, kills: list[FaultWindow]) -> float | None:
+    """When the execution stopped: its finish, else the first kill of its worker after it started, else None."""
+    if execution.finished_at is not None:
+        return execution.finished_at
+    ends = [
+        w.start_wall
+        for w in kills
+        if node_runs_worker(w.node, execution.worker) and w.start_wall >= execution.started_at
+    ]
+    return min(ends) if ends else None
+
+
+def overlapping_pairs(task: LedgerTask, kills: list[FaultWindow]) -> list[tuple[Execution, Execution]]:
+    """Pairs of non-fenced executions where neither ended before the other started."""
+    runs = sorted((e for e in task.executions if e.outcome != "fenced"), key=lambda e: e.started_at)
+    pairs = []
+    for i, a in enumerate(runs):
+        end_a = effective_end(a, kills)
+        for b in runs[i + 1 :]:
+            if end_a is None or end_a > b.started_at:
+                pairs.append((a, b))
+    return pairs
+
+
+def check(history: History, config: CheckConfig | None = None) -> CheckResult:
+    config = config or CheckConfig()
+    ledger = history.ledger()
+    if ledger is None:
+        return CheckResult(
+            NAME, UNKNOWN, [], {"ledger": False, "undecided": "the target has no ledger probe"}
+        )
+    kills = _kills(history)
+    findings: list[Finding] = []
+    stats: dict[str, Any] = {
+        "ledger": True,
+        "tasks": len(ledger.tasks),
+        "executions": 0,
+        "retried": 0,
+        "duplicated": 0,
+        "duplicate_successes": 0,
+        "excess_effects": 0,
+        "concurrent_executions": 0,
+    }
+
+    def report(anomaly: str, task: LedgerTask, message: str, evidence: dict[str, Any]) -> None:
+        kind = ALLOWED if config.duplicates_allowed else anomaly
+        findings.append(Finding(NAME, kind, [task.task_id], message, {"anomaly": anomaly, **evidence}))
+
+    for task in ledger.tasks:
+        stats["executions"] += len(task.executions)
+        if len(task.executions) > 1:
+            stats["retried"] += 1
+        before = len(findings)
+        successes = [e for e in task.executions if e.outcome == "success"]
+        if len(successes) > 1:
+            stats["duplicate_successes"] += 1
+            report(
+                "duplicate-success",
+                task,
+                f"task {task.task_id} ran to success {len(successes)} times",
+                {"executions": [e.to_dict() for e in successes], "state": task.state},
+            )
+        if task.effects > task.expected_effects:
+            stats["excess_effects"] += 1
+            report(
+                "excess-effects",
+                task,
+                f"task {task.task_id} left {task.effects} effects, {task.expected_effects} expected",
+                {
+                    "effects": task.effects,
+                    "expected_effects": task.expected_effects,
+                    "executions": [e.to_dict() for e in task.executions],
+                },
+            )
+        overlaps = overlapping_pairs(task, kills)
+        if overlaps:
+            stats["concurrent_executions"] += 1
+            a, b = overlaps[0]
+            report(
+                "concurrent-execution",
+                task,
+                f"task {task.task_id} ran on {a.worker} (attempt {a.attempt}) and {b.worker} "
+                f"(attempt {b.attempt}) at the same time",
+                {
+                    "pairs": [[x.to_dict(), y.to_dict()] for x, y in overlaps[:10]],
+                    "overlapping_pairs": len(overlaps),
+                },
+            )
+        if len(findings) > before:
+            stats["duplicated"] += 1
+
+    if config.duplicates_allowed:
+        stats["duplicated_allowed"] = stats["duplicated"]
+    valid = config.duplicates_allowed or not findings
+    return CheckResult(NAME, valid, cap_per_kind(findings, config.max_evidence), stats)

@@ -1,0 +1,114 @@
+"""Revocations that did not hold: a cancel the service acknowledged (ok, REVOKED) is a promise.
+
+Broken when an execution of the task *started* after the acknowledgement (``ran-after-revoke``, needs the
+ledger), when the task nevertheless ended in another terminal state (``not-revoked``), or when a task that
+ended REVOKED left side effects (``effects-of-revoked``, needs the ledger). A cancel answered 409 (already
+terminal) is a ``fail``, i.e. no promise, so it never makes a task accountable here. A non-terminal final
+state after an acknowledged cancel is left to ``stuck``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chaos.checkers.analysis import op_evidence, task_lifecycles
+from chaos.checkers.config import CheckConfig
+from chaos.checkers.result import UNKNOWN, CheckResult, Finding, Validity, cap_per_kind
+from chaos.history import History
+
+NAME = "revoked_ran"
+
+
+def _is_conflict(p: Any) -> bool:
+    value = p.value or {}
+    return p.phase == "fail" and value.get("status_code") == 409
+
+
+def check(history: History, config: CheckConfig | None = None) -> CheckResult:
+    config = config or CheckConfig()
+    ledger = history.ledger()
+    tasks = task_lifecycles(history, ledger)
+    findings: list[Finding] = []
+    cancels = history.pairs("cancel")
+    stats: dict[str, Any] = {
+        "ledger": ledger is not None,
+        "cancels": len(cancels),
+        "acknowledged": sum(1 for p in cancels if p.phase == "ok"),
+        "conflicts": sum(1 for p in cancels if _is_conflict(p)),
+        "unknown": sum(1 for p in cancels if p.phase == "info"),
+        "revoked_tasks": 0,
+        "ran_after_revoke": 0,
+        "not_revoked": 0,
+        "effects_of_revoked": 0,
+    }
+    undecided: list[str] = []
+
+    for t in tasks.values():
+        acks = t.acknowledged_cancels
+        if acks:
+            first = min(acks, key=lambda p: p.complete_time)
+            assert first.completion is not None
+            acked_wall = first.completion.wall
+            if t.ledger is not None:
+                late = [e for e in t.ledger.executions if e.started_at > acked_wall + config.clock_skew_s]
+                if late:
+                    stats["ran_after_revoke"] += 1
+                    findings.append(
+                        Finding(
+                            NAME,
+                            "ran-after-revoke",
+                            [t.task_id],
+                            f"task {t.task_id} started {len(late)} execution(s) after its cancel was acknowledged",
+                            {
+                                "cancel": first.to_dict(),
+                                "acknowledged_wall": acked_wall,
+                                "executions": [e.to_dict() for e in late],
+                            },
+                        )
+                    )
+            elif ledger is None:
+                undecided.append(t.task_id)
+            final = t.final_state
+            if final is None:
+                undecided.append(t.task_id)
+            elif config.is_terminal(final) and final != "REVOKED":
+                stats["not_revoked"] += 1
+                findings.append(
+                    Finding(
+                        NAME,
+                        "not-revoked",
+                        [t.task_id],
+                        f"task {t.task_id} had its cancel acknowledged but ended {final} ({t.final_source})",
+                        {
+                            "cancels": op_evidence(acks),
+                            "final_state": final,
+                            "final_source": t.final_source,
+                            "drain": t.drain.to_dict() if t.drain else None,
+                            "ledger": t.ledger.to_dict() if t.ledger else None,
+                        },
+                    )
+                )
+        row = t.ledger
+        if row is not None and (row.state == "REVOKED" or t.final_state == "REVOKED"):
+            stats["revoked_tasks"] += 1
+            if row.effects > 0:
+                stats["effects_of_revoked"] += 1
+                findings.append(
+                    Finding(
+                        NAME,
+                        "effects-of-revoked",
+                        [t.task_id],
+                        f"task {t.task_id} ended REVOKED but left {row.effects} effect(s)",
+                        {"ledger": row.to_dict(), "cancels": op_evidence(t.cancels)},
+                    )
+                )
+
+    valid: Validity
+    if findings:
+        valid = False
+    elif undecided:
+        valid = UNKNOWN
+        stats["undecided"] = f"{len(set(undecided))} cancelled task(s) lack a ledger row or a final read"
+    else:
+        valid = True
+    return CheckResult(NAME, valid, cap_per_kind(findings, config.max_evidence), stats)

@@ -1,0 +1,71 @@
+"""Stuck tasks: acknowledged, yet after the cluster healed and the run quiesced they are still not finished.
+
+The final state is the last drain read, else the ledger's state (see ``analysis``). NOT_FOUND is a lost task,
+judged by ``lost``, not here. A task with neither a drain read nor a ledger row is undecided (unknown).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from chaos.checkers.analysis import acknowledged, task_lifecycles
+from chaos.checkers.config import CheckConfig
+from chaos.checkers.result import UNKNOWN, CheckResult, Finding, Validity
+from chaos.history import NOT_FOUND, History
+
+NAME = "stuck"
+
+
+def check(history: History, config: CheckConfig | None = None) -> CheckResult:
+    config = config or CheckConfig()
+    acked = acknowledged(task_lifecycles(history))
+    findings: list[Finding] = []
+    final_states: Counter[str] = Counter()
+    undecided: list[str] = []
+    stuck = 0
+    for t in acked:
+        final = t.final_state
+        if final is None:
+            undecided.append(t.task_id)
+            continue
+        final_states[final] += 1
+        if final == NOT_FOUND or config.is_terminal(final):
+            continue
+        stuck += 1
+        if len(findings) < config.max_evidence:
+            findings.append(
+                Finding(
+                    NAME,
+                    "stuck",
+                    [t.task_id],
+                    f"task {t.task_id} ended the run in {final} ({t.final_source}), not a terminal state",
+                    {
+                        "final_state": final,
+                        "final_source": t.final_source,
+                        "drain": t.drain.to_dict() if t.drain else None,
+                        "ledger": t.ledger.to_dict() if t.ledger else None,
+                        "statuses": [o.to_dict() for o in t.observations][-10:],
+                    },
+                )
+            )
+    stats: dict[str, Any] = {
+        "acknowledged": len(acked),
+        "stuck": stuck,
+        "terminal": sum(n for s, n in final_states.items() if config.is_terminal(s)),
+        "unknown_fate": len(undecided),
+        "final_states": dict(final_states),
+    }
+    valid: Validity
+    if stuck:
+        valid = False
+    elif undecided or not acked:
+        valid = UNKNOWN
+        stats["undecided"] = (
+            f"no final read nor ledger row for {len(undecided)} task(s)"
+            if acked
+            else "no submit was acknowledged"
+        )
+    else:
+        valid = True
+    return CheckResult(NAME, valid, findings, stats)

@@ -1,0 +1,61 @@
+"""Unexpected work: tasks the target created during the run that no client request explains.
+
+A ledger task is explained when a submit acknowledged its id, when a client used its id (e.g. as an
+idempotency key), or when it can be charged to a submit whose outcome is unknown (info): each such submit
+explains at most one task created after it was sent (see ``analysis.attribute_unacknowledged``). A task whose
+id is the idempotency key of submits that all *failed* (definitely did not happen) is a violation too.
+Tasks created before the run started are ignored. Needs the ledger (unknown without it).
+"""
+
+from __future__ import annotations
+
+from chaos.checkers.analysis import attribute_unacknowledged, op_evidence, task_lifecycles
+from chaos.checkers.config import CheckConfig
+from chaos.checkers.result import UNKNOWN, CheckResult, Finding, cap_per_kind
+from chaos.history import History
+
+NAME = "unexpected"
+
+
+def check(history: History, config: CheckConfig | None = None) -> CheckResult:
+    config = config or CheckConfig()
+    ledger = history.ledger()
+    if ledger is None:
+        return CheckResult(
+            NAME, UNKNOWN, [], {"ledger": False, "undecided": "the target has no ledger probe"}
+        )
+    tasks = task_lifecycles(history, ledger)
+    attribution = attribute_unacknowledged(history, tasks, config)
+    findings: list[Finding] = []
+    for tid in attribution.unexplained:
+        row = tasks[tid].ledger
+        assert row is not None
+        findings.append(
+            Finding(
+                NAME,
+                "unexpected-task",
+                [tid],
+                f"task {tid} was created during the run but no client submitted it",
+                {"ledger": row.to_dict(), "started_wall": history.started_wall},
+            )
+        )
+    for tid, submits in attribution.after_failed_submit.items():
+        row = tasks[tid].ledger
+        assert row is not None
+        findings.append(
+            Finding(
+                NAME,
+                "created-after-failed-submit",
+                [tid],
+                f"task {tid} exists although every submit asking for it failed (definitely did not happen)",
+                {"ledger": row.to_dict(), "submits": op_evidence(submits)},
+            )
+        )
+    stats = {
+        "ledger": True,
+        "ledger_tasks": len(ledger.tasks),
+        "pre_existing": len(attribution.pre_existing),
+        "explained_by_unknown_submits": len(attribution.from_unknown_submits),
+        "unexpected": len(attribution.unexplained) + len(attribution.after_failed_submit),
+    }
+    return CheckResult(NAME, not findings, cap_per_kind(findings, config.max_evidence), stats)
