@@ -1,0 +1,127 @@
+"""HTTP routes.  Status always comes from the DB ledger, never the result backend."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, File, Header, HTTPException, Query, Request, UploadFile, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import ledger
+from .auth import require_admin, require_caller
+from .config import get_settings
+from .files import BadCSV, get_file, parse_csv, store_file
+
+router = APIRouter()
+Caller = Annotated[str, Depends(require_caller)]
+
+
+class SyncRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    file_id: int = Field(ge=1, le=2**62)
+    priority: int = Field(5, ge=0, le=9)
+
+
+def _task_view(t: dict) -> dict:
+    result = t.get("result")
+    if result:
+        try:
+            result = json.loads(result)
+        except ValueError:
+            pass
+    return {"celery_task_id": t["task_id"], "status": t["status"], "file_id": t["file_id"],
+            "priority": t["priority"], "mode": t["mode"], "attempts": t["attempts"], "result": result,
+            "error": t.get("error"), "created_at": t["created_at"], "updated_at": t["updated_at"]}
+
+
+def _not_found(what: str = "task") -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"{what} not found")
+
+
+@router.get("/health")
+async def health(request: Request) -> dict:
+    return request.app.state.health.snapshot()
+
+
+@router.post("/api/files", status_code=201)
+async def upload_file(caller: Caller, file: Annotated[UploadFile, File()]) -> dict:
+    limit = get_settings().max_upload_bytes
+    raw = await file.read(limit + 1)
+    if len(raw) > limit:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=f"file larger than {limit} bytes")
+    try:
+        rows = parse_csv(raw)
+    except BadCSV as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+    fid = await asyncio.to_thread(store_file, file.filename or "upload.csv", rows)
+    return {"file_id": fid, "rows": len(rows)}
+
+
+@router.get("/api/files/{file_id}")
+async def read_file(caller: Caller, file_id: int) -> dict:
+    f = await asyncio.to_thread(get_file, file_id) if 0 < file_id < 2**62 else None
+    if f is None:
+        raise _not_found("file")
+    return {"file_id": f["id"], "name": f["name"], "rows": f["rows"], "created_at": f["created_at"]}
+
+
+@router.post("/api/data-sync/sync-single-file", status_code=202)
+async def submit(request: Request, body: SyncRequest, caller: Caller,
+                 idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> dict:
+    if idempotency_key is not None and not idempotency_key.strip():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="Idempotency-Key must not be blank")
+    if await asyncio.to_thread(get_file, body.file_id) is None:
+        raise _not_found("file")
+    task, created = await asyncio.to_thread(ledger.create_task, caller, body.file_id, body.priority,
+                                            idempotency_key)
+    if not created:  # idempotent replay: same task, current state
+        return {"celery_task_id": task["task_id"], "status": task["status"], "mode": task["mode"]}
+    st = request.app.state
+    mode = ledger.CELERY
+    if not await st.publisher.publish(task["task_id"], body.priority):
+        if await asyncio.to_thread(ledger.mark_fallback, task["task_id"]):
+            st.runner.schedule(task["task_id"])
+            mode = ledger.FALLBACK
+    return {"celery_task_id": task["task_id"], "status": ledger.PENDING, "mode": mode}
+
+
+@router.get("/api/data-sync/task-status/{task_id}")
+async def task_status(caller: Caller, task_id: str) -> dict:
+    t = await asyncio.to_thread(ledger.get_task, task_id, caller) if len(task_id) <= 64 else None
+    if t is None:
+        raise _not_found()
+    return _task_view(t)
+
+
+@router.delete("/api/data-sync/cancel-task/{task_id}")
+async def cancel_task(request: Request, caller: Caller, task_id: str) -> dict:
+    if len(task_id) > 64:
+        raise _not_found()
+    verdict, t = await asyncio.to_thread(ledger.cancel, task_id, caller)
+    if verdict == "missing":
+        raise _not_found()
+    if verdict == "conflict":
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            detail=f"task already finished with status {t['status']}; cannot cancel")
+    if verdict == "revoked" and t["mode"] == ledger.CELERY:
+        request.app.state.publisher.revoke_best_effort(task_id)
+    return {"celery_task_id": task_id, "status": ledger.REVOKED}
+
+
+@router.get("/api/data-sync/tasks")
+async def list_tasks(caller: Caller,
+                     status_: Annotated[Literal[ledger.ALL_STATES] | None, Query(alias="status")] = None,  # type: ignore[valid-type]
+                     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                     offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict:
+    rows, total = await asyncio.to_thread(ledger.list_tasks, caller, status_, limit, offset)
+    return {"tasks": [_task_view(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/internal/ledger", dependencies=[Depends(require_admin)])
+async def internal_ledger(since: Annotated[float | None, Query()] = None) -> JSONResponse:
+    now = time.time()
+    tasks = await asyncio.to_thread(ledger.ledger_snapshot, since)
+    return JSONResponse({"service": "data-sync", "generated_at": now, "tasks": tasks})

@@ -1,0 +1,218 @@
+"""Database engine and schema (SQLAlchemy Core, portable to PostgreSQL).
+
+SQLite specifics are confined to this module: WAL + busy_timeout pragmas and
+``BEGIN IMMEDIATE`` for write transactions (so read-then-write sequences take
+the write lock up front instead of failing with SQLITE_BUSY on upgrade).
+Engines are cached per PID because Celery's prefork pool forks after import.
+"""
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+from .config import get_settings
+
+metadata = MetaData()
+
+files = Table(
+    "files", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+file_rows = Table(
+    "file_rows", metadata,
+    Column("file_id", Integer, primary_key=True),
+    Column("row_no", Integer, primary_key=True),
+    Column("data", Text, nullable=False),  # JSON object of the CSV row
+)
+
+tasks = Table(
+    "tasks", metadata,
+    Column("task_id", String(64), primary_key=True),
+    Column("caller", String(255), nullable=False),
+    Column("file_id", Integer, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_until", Float, nullable=True),
+    Column("dispatched_at", Float, nullable=True),
+    Column("result", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    UniqueConstraint("caller", "idempotency_key", name="uq_tasks_caller_idem"),
+    Index("ix_tasks_status", "status"),
+    Index("ix_tasks_caller_created", "caller", "created_at"),
+    Index("ix_tasks_created", "created_at"),
+)
+
+executions = Table(
+    "executions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("worker", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Column("outcome", String(16), nullable=True),
+    UniqueConstraint("task_id", "attempt", name="uq_exec_task_attempt"),
+)
+
+synced_rows = Table(
+    "synced_rows", metadata,
+    Column("file_id", Integer, primary_key=True),
+    Column("row_no", Integer, primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("task_id", String(64), nullable=False),
+    Column("synced_at", Float, nullable=False),
+)
+
+sync_effects = Table(
+    "sync_effects", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(64), nullable=False),
+    Column("file_id", Integer, nullable=False),
+    Column("row_no", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("task_id", "row_no", name="uq_effects_task_row"),
+)
+
+workers = Table(
+    "workers", metadata,
+    Column("hostname", String(255), primary_key=True),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+
+locks = Table(
+    "locks", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(255), nullable=True),
+    Column("until", Float, nullable=False),
+)
+
+_engines: dict[int, Engine] = {}
+_engines_lock = threading.Lock()
+_schema_ready: set[int] = set()
+
+
+def _make_engine() -> Engine:
+    s = get_settings()
+    if not s.is_sqlite:
+        return create_engine(s.database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+    engine = create_engine(
+        s.database_url,
+        connect_args={"timeout": 5.0, "check_same_thread": False},
+        pool_size=20,
+        max_overflow=40,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=5000")
+        for _ in range(50):
+            try:
+                cur.execute("PRAGMA journal_mode=WAL")
+                break
+            except Exception:  # noqa: BLE001 - "database is locked" while another process switches
+                time.sleep(0.1)
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("readonly"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def get_engine() -> Engine:
+    pid = os.getpid()
+    eng = _engines.get(pid)
+    if eng is None:
+        with _engines_lock:
+            eng = _engines.get(pid)
+            if eng is None:
+                eng = _engines[pid] = _make_engine()
+    if pid not in _schema_ready:
+        init_schema(eng)
+        _schema_ready.add(pid)
+    return eng
+
+
+def init_schema(engine: Engine | None = None) -> None:
+    eng = engine or get_engine()
+    retry_db(lambda: metadata.create_all(eng))
+
+
+T = TypeVar("T")
+
+
+def _is_transient(exc: BaseException) -> bool:
+    msg = str(exc).lower()
+    return any(s in msg for s in ("database is locked", "database is busy", "locked", "already exists",
+                                  "could not serialize", "deadlock", "connection"))
+
+
+def retry_db(fn: Callable[[], T], attempts: int = 40) -> T:
+    """Run ``fn`` retrying transient lock/busy errors with jittered backoff (~20 s max)."""
+    delay = 0.02
+    for i in range(attempts):
+        try:
+            return fn()
+        except OperationalError as exc:
+            if i == attempts - 1 or not _is_transient(exc):
+                raise
+            time.sleep(delay + random.random() * delay)
+            delay = min(delay * 2, 0.5)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def write_tx():
+    """A short write transaction (BEGIN IMMEDIATE on SQLite)."""
+    with get_engine().begin() as conn:
+        yield conn
+
+
+@contextmanager
+def read_conn():
+    """A read-only snapshot (deferred BEGIN on SQLite: never takes the write lock)."""
+    with get_engine().connect().execution_options(readonly=True) as conn:
+        yield conn
+        conn.rollback()

@@ -1,0 +1,93 @@
+"""Uploaded CSV files: parsing/validation and storage (one DB row per CSV row).
+
+A cell equal to ``POISON_MARKER`` makes processing that row raise a real
+error, so the chaos suite has a deterministic FAILURE case (demo file 4).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+
+from sqlalchemy import insert, select
+
+from .db import file_rows, files, read_conn, retry_db, write_tx
+
+POISON_MARKER = "__poison__"
+
+
+class BadCSV(ValueError):
+    pass
+
+
+class PoisonRowError(Exception):
+    """Raised while processing a poison row: a real, non-retryable task error."""
+
+
+def parse_csv(raw: bytes) -> list[dict[str, str]]:
+    """Header + at least one data row, consistent column count, UTF-8."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadCSV(f"file is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    if "\x00" in text:
+        raise BadCSV("file contains NUL bytes; not a CSV")
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+        table = [r for r in reader if any(cell.strip() for cell in r)]
+    except csv.Error as exc:
+        raise BadCSV(f"malformed CSV: {exc}") from None
+    if not table:
+        raise BadCSV("CSV is empty")
+    header = [h.strip() for h in table[0]]
+    if any(not h for h in header) or len(set(header)) != len(header):
+        raise BadCSV("CSV header must have unique, non-empty column names")
+    rows = []
+    for i, r in enumerate(table[1:], start=2):
+        if len(r) != len(header):
+            raise BadCSV(f"line {i}: expected {len(header)} fields, got {len(r)}")
+        rows.append(dict(zip(header, r, strict=True)))
+    if not rows:
+        raise BadCSV("CSV has a header but no data rows")
+    return rows
+
+
+def store_file(name: str, rows: list[dict[str, str]], file_id: int | None = None) -> int:
+    """Insert the file and its rows in one transaction; returns the id."""
+    def go() -> int:
+        with write_tx() as c:
+            values = dict(name=name[:255], rows=len(rows), created_at=time.time())
+            if file_id is not None:
+                values["id"] = file_id
+            fid = c.execute(insert(files).values(**values)).inserted_primary_key[0]
+            c.execute(insert(file_rows), [dict(file_id=fid, row_no=i, data=json.dumps(r, sort_keys=True))
+                                          for i, r in enumerate(rows, start=1)])
+            return int(fid)
+    return retry_db(go)
+
+
+def get_file(file_id: int) -> dict | None:
+    def go() -> dict | None:
+        with read_conn() as c:
+            r = c.execute(select(files).where(files.c.id == file_id)).first()
+        return dict(r._mapping) if r else None
+    return retry_db(go)
+
+
+def load_rows(file_id: int) -> list[tuple[int, str]]:
+    def go() -> list[tuple[int, str]]:
+        with read_conn() as c:
+            return [(r.row_no, r.data) for r in c.execute(
+                select(file_rows.c.row_no, file_rows.c.data).where(file_rows.c.file_id == file_id)
+                .order_by(file_rows.c.row_no)).all()]
+    return retry_db(go)
+
+
+def process_row(row_no: int, data: str) -> str:
+    """The per-row 'business logic': validate and normalise.  Poison rows raise."""
+    obj = json.loads(data)
+    for k, v in obj.items():
+        if str(v).strip() == POISON_MARKER:
+            raise PoisonRowError(f"row {row_no} is poison (column {k!r} = {POISON_MARKER!r}); cannot sync")
+    return json.dumps({k: str(v).strip() for k, v in obj.items()}, sort_keys=True)

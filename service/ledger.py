@@ -1,0 +1,381 @@
+"""The task ledger: every state transition is one conditional UPDATE.
+
+This module is the whole correctness story:
+
+* ``claim`` is the fence.  An attempt may start only if the task is
+  PENDING/RETRY (or STARTED with an expired lease); it bumps ``attempts`` and
+  records an ``executions`` row in the same transaction.  A delivery that
+  fails to claim is simply acknowledged and ignored.
+* ``finish_*`` commit the final state *and* the effects in one transaction,
+  conditional on ``attempts == my_attempt AND status == 'STARTED'``.
+* Terminal states (SUCCESS/FAILURE/REVOKED) are never left: every UPDATE
+  carries a status predicate that excludes them.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .config import get_settings
+from .db import executions, files, locks, read_conn, retry_db, sync_effects, synced_rows, tasks, workers, write_tx
+
+PENDING, STARTED, RETRY = "PENDING", "STARTED", "RETRY"
+SUCCESS, FAILURE, REVOKED = "SUCCESS", "FAILURE", "REVOKED"
+TERMINAL = (SUCCESS, FAILURE, REVOKED)
+ALL_STATES = (PENDING, STARTED, RETRY, SUCCESS, FAILURE, REVOKED)
+CELERY, FALLBACK = "celery", "fallback"
+
+
+def _row(r: Any) -> dict[str, Any] | None:
+    return dict(r._mapping) if r is not None else None
+
+
+# ---------------------------------------------------------------- API side
+def create_task(caller: str, file_id: int, priority: int, idem_key: str | None) -> tuple[dict, bool]:
+    """Insert a PENDING celery-mode task; with an idempotency key return the existing one instead."""
+    def go() -> tuple[dict, bool]:
+        now = time.time()
+        values = dict(task_id=str(uuid.uuid4()), caller=caller, file_id=file_id, priority=priority,
+                      status=PENDING, mode=CELERY, attempts=0, dispatched_at=now,
+                      idempotency_key=idem_key, created_at=now, updated_at=now)
+        try:
+            with write_tx() as c:
+                c.execute(insert(tasks).values(**values))
+            return values, True
+        except IntegrityError:
+            if idem_key is None:
+                raise
+            with read_conn() as c:
+                existing = c.execute(select(tasks).where(
+                    tasks.c.caller == caller, tasks.c.idempotency_key == idem_key)).first()
+            if existing is None:  # pragma: no cover - unique violation on the uuid itself?!
+                raise
+            return _row(existing), False
+    return retry_db(go)
+
+
+def get_task(task_id: str, caller: str | None = None) -> dict | None:
+    def go() -> dict | None:
+        q = select(tasks).where(tasks.c.task_id == task_id)
+        if caller is not None:
+            q = q.where(tasks.c.caller == caller)
+        with read_conn() as c:
+            return _row(c.execute(q).first())
+    return retry_db(go)
+
+
+def list_tasks(caller: str, status: str | None, limit: int, offset: int) -> tuple[list[dict], int]:
+    def go() -> tuple[list[dict], int]:
+        cond = [tasks.c.caller == caller]
+        if status:
+            cond.append(tasks.c.status == status)
+        with read_conn() as c:
+            total = c.execute(select(func.count()).select_from(tasks).where(*cond)).scalar_one()
+            rows = c.execute(select(tasks).where(*cond).order_by(tasks.c.created_at.desc(), tasks.c.task_id)
+                             .limit(limit).offset(offset)).all()
+        return [_row(r) for r in rows], total
+    return retry_db(go)
+
+
+def mark_fallback(task_id: str) -> bool:
+    """Publish failed: hand the task to the in-process runner (only if no worker claimed it yet)."""
+    def go() -> bool:
+        with write_tx() as c:
+            r = c.execute(update(tasks).where(
+                tasks.c.task_id == task_id, tasks.c.mode == CELERY, tasks.c.status.in_((PENDING, RETRY)))
+                .values(mode=FALLBACK, updated_at=time.time()))
+            return r.rowcount == 1
+    return retry_db(go)
+
+
+def adopt_into_fallback(task_id: str) -> bool:
+    """Broker down for long: take a stale celery task into fallback mode (fenced like any claim)."""
+    return mark_fallback(task_id)
+
+
+def mark_dispatched(task_ids: list[str]) -> None:
+    if not task_ids:
+        return
+    def go() -> None:
+        with write_tx() as c:
+            c.execute(update(tasks).where(tasks.c.task_id.in_(task_ids), tasks.c.status.in_((PENDING, RETRY)))
+                      .values(dispatched_at=time.time()))
+    retry_db(go)
+
+
+def cancel(task_id: str, caller: str) -> tuple[str, dict | None]:
+    """-> ("revoked"|"already"|"conflict"|"missing", row).  Durable: it's a DB write, not a broker message."""
+    def go() -> tuple[str, dict | None]:
+        now = time.time()
+        with write_tx() as c:
+            r = c.execute(update(tasks).where(
+                tasks.c.task_id == task_id, tasks.c.caller == caller, tasks.c.status.notin_(TERMINAL))
+                .values(status=REVOKED, revoked_at=now, updated_at=now, lease_until=None))
+            row = _row(c.execute(select(tasks).where(tasks.c.task_id == task_id, tasks.c.caller == caller)).first())
+        if r.rowcount == 1:
+            return "revoked", row
+        if row is None:
+            return "missing", None
+        return ("already" if row["status"] == REVOKED else "conflict"), row
+    return retry_db(go)
+
+
+# ------------------------------------------------------------- worker side
+def claim(task_id: str, worker: str, pid: int, mode: str) -> tuple[int, int] | None:
+    """Try to start an attempt.  Returns (attempt, file_id) or None (fenced: ack and ignore)."""
+    s = get_settings()
+
+    def go() -> tuple[int, int] | None:
+        now = time.time()
+        with write_tx() as c:
+            r = c.execute(update(tasks).where(
+                tasks.c.task_id == task_id,
+                tasks.c.mode == mode,
+                or_(tasks.c.status.in_((PENDING, RETRY)),
+                    and_(tasks.c.status == STARTED, tasks.c.lease_until < now)))
+                .values(status=STARTED, attempts=tasks.c.attempts + 1, lease_until=now + s.lease_seconds,
+                        updated_at=now))
+            if r.rowcount != 1:
+                return None
+            attempt, file_id = c.execute(select(tasks.c.attempts, tasks.c.file_id)
+                                         .where(tasks.c.task_id == task_id)).one()
+            if attempt > s.max_attempts:
+                c.execute(update(tasks).where(tasks.c.task_id == task_id).values(
+                    status=FAILURE, lease_until=None, updated_at=now,
+                    error=f"gave up: {attempt - 1} attempts started and none finished (max_attempts={s.max_attempts})"))
+                return None
+            c.execute(insert(executions).values(task_id=task_id, attempt=attempt, worker=worker, pid=pid,
+                                                started_at=now, finished_at=None, outcome=None))
+            return attempt, file_id
+    return retry_db(go)
+
+
+def check(task_id: str, attempt: int, renew: bool) -> str:
+    """Per-row probe: "ok", "revoked" or "fenced"; optionally renews the lease (conditional)."""
+    def go() -> str:
+        if renew:
+            with write_tx() as c:
+                r = c.execute(update(tasks).where(
+                    tasks.c.task_id == task_id, tasks.c.attempts == attempt, tasks.c.status == STARTED)
+                    .values(lease_until=time.time() + get_settings().lease_seconds))
+                if r.rowcount == 1:
+                    return "ok"
+                status = c.execute(select(tasks.c.status).where(tasks.c.task_id == task_id)).scalar()
+        else:
+            with read_conn() as c:
+                row = c.execute(select(tasks.c.status, tasks.c.attempts).where(tasks.c.task_id == task_id)).first()
+            if row is not None and row.status == STARTED and row.attempts == attempt:
+                return "ok"
+            status = row.status if row is not None else None
+        return "revoked" if status == REVOKED else "fenced"
+    return retry_db(go)
+
+
+def _set_outcome(c: Any, task_id: str, attempt: int, outcome: str) -> None:
+    c.execute(update(executions).where(executions.c.task_id == task_id, executions.c.attempt == attempt,
+                                       executions.c.outcome.is_(None))
+              .values(outcome=outcome, finished_at=time.time()))
+
+
+def _fenced_outcome(c: Any, task_id: str) -> str:
+    st = c.execute(select(tasks.c.status).where(tasks.c.task_id == task_id)).scalar()
+    return "revoked" if st == REVOKED else "fenced"
+
+
+def _upsert_synced(c: Any, values: list[dict]) -> None:
+    if c.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    stmt = dialect_insert(synced_rows)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[synced_rows.c.file_id, synced_rows.c.row_no],
+        set_={"data": stmt.excluded.data, "task_id": stmt.excluded.task_id, "synced_at": stmt.excluded.synced_at})
+    c.execute(stmt, values)
+
+
+def finish_success(task_id: str, attempt: int, file_id: int, rows: list[tuple[int, str]]) -> str:
+    """Commit effects + SUCCESS atomically (fenced).  Returns the execution outcome."""
+    def go() -> str:
+        now = time.time()
+        with write_tx() as c:
+            r = c.execute(update(tasks).where(
+                tasks.c.task_id == task_id, tasks.c.attempts == attempt, tasks.c.status == STARTED)
+                .values(status=SUCCESS, lease_until=None, updated_at=now, error=None,
+                        result=json.dumps({"rows_synced": len(rows), "file_id": file_id})))
+            if r.rowcount != 1:
+                outcome = _fenced_outcome(c, task_id)
+                _set_outcome(c, task_id, attempt, outcome)
+                return outcome
+            if rows:
+                _upsert_synced(c, [dict(file_id=file_id, row_no=n, data=d, task_id=task_id, synced_at=now)
+                                   for n, d in rows])
+                c.execute(insert(sync_effects), [dict(task_id=task_id, file_id=file_id, row_no=n, created_at=now)
+                                                 for n, _ in rows])
+            _set_outcome(c, task_id, attempt, "success")
+            return "success"
+    return retry_db(go)
+
+
+def finish_failure(task_id: str, attempt: int, error: str) -> str:
+    """A real task error: FAILURE with its reason, no effects, never retried."""
+    def go() -> str:
+        now = time.time()
+        with write_tx() as c:
+            r = c.execute(update(tasks).where(
+                tasks.c.task_id == task_id, tasks.c.attempts == attempt, tasks.c.status == STARTED)
+                .values(status=FAILURE, lease_until=None, updated_at=now, error=error[:2000]))
+            outcome = "failure" if r.rowcount == 1 else _fenced_outcome(c, task_id)
+            _set_outcome(c, task_id, attempt, outcome)
+            return outcome
+    return retry_db(go)
+
+
+def release_for_retry(task_id: str, attempt: int, error: str) -> bool:
+    """Transient trouble inside an attempt: STARTED -> RETRY so any runner may claim it again."""
+    def go() -> bool:
+        now = time.time()
+        with write_tx() as c:
+            r = c.execute(update(tasks).where(
+                tasks.c.task_id == task_id, tasks.c.attempts == attempt, tasks.c.status == STARTED)
+                .values(status=RETRY, lease_until=None, updated_at=now, error=error[:2000]))
+            _set_outcome(c, task_id, attempt, "failure" if r.rowcount == 1 else _fenced_outcome(c, task_id))
+            return r.rowcount == 1
+    return retry_db(go)
+
+
+def record_outcome(task_id: str, attempt: int, outcome: str) -> None:
+    def go() -> None:
+        with write_tx() as c:
+            _set_outcome(c, task_id, attempt, outcome)
+    retry_db(go)
+
+
+# ------------------------------------------------------------- sweeper side
+def expire_leases(mode: str) -> list[dict]:
+    """STARTED tasks whose lease expired -> RETRY (conditional on the attempt we saw). Returns them."""
+    def go() -> list[dict]:
+        now = time.time()
+        with read_conn() as c:
+            rows = [_row(r) for r in c.execute(select(tasks.c.task_id, tasks.c.attempts, tasks.c.priority).where(
+                tasks.c.status == STARTED, tasks.c.mode == mode, tasks.c.lease_until < now)).all()]
+        out = []
+        for row in rows:
+            with write_tx() as c:
+                r = c.execute(update(tasks).where(
+                    tasks.c.task_id == row["task_id"], tasks.c.status == STARTED,
+                    tasks.c.attempts == row["attempts"], tasks.c.lease_until < now)
+                    .values(status=RETRY, lease_until=None, updated_at=now))
+            if r.rowcount == 1:
+                out.append(row)
+        return out
+    return retry_db(go)
+
+
+def waiting_tasks(mode: str, dispatched_before: float) -> list[dict]:
+    """PENDING/RETRY tasks of a mode not (re)dispatched since ``dispatched_before``."""
+    def go() -> list[dict]:
+        with read_conn() as c:
+            return [_row(r) for r in c.execute(
+                select(tasks.c.task_id, tasks.c.priority, tasks.c.status, tasks.c.attempts).where(
+                    tasks.c.status.in_((PENDING, RETRY)), tasks.c.mode == mode,
+                    or_(tasks.c.dispatched_at.is_(None), tasks.c.dispatched_at < dispatched_before))
+                .order_by(tasks.c.priority.desc(), tasks.c.created_at)).all()]
+    return retry_db(go)
+
+
+def recoverable_fallback() -> list[str]:
+    """Fallback tasks nobody is running: PENDING/RETRY, or STARTED with an expired lease."""
+    def go() -> list[str]:
+        now = time.time()
+        with read_conn() as c:
+            return list(c.execute(select(tasks.c.task_id).where(
+                tasks.c.mode == FALLBACK,
+                or_(tasks.c.status.in_((PENDING, RETRY)),
+                    and_(tasks.c.status == STARTED, tasks.c.lease_until < now)))
+                .order_by(tasks.c.priority.desc(), tasks.c.created_at)).scalars())
+    return retry_db(go)
+
+
+def try_lock(name: str, holder: str, ttl: float) -> bool:
+    """Leader lease on a DB row: succeed if free, expired, or already ours."""
+    def go() -> bool:
+        now = time.time()
+        with write_tx() as c:
+            r = c.execute(update(locks).where(locks.c.name == name, or_(locks.c.holder == holder, locks.c.until < now))
+                          .values(holder=holder, until=now + ttl))
+            if r.rowcount == 1:
+                return True
+            exists = c.execute(select(locks.c.name).where(locks.c.name == name)).first()
+            if exists is None:
+                c.execute(insert(locks).values(name=name, holder=holder, until=now + ttl))
+                return True
+            return False
+    try:
+        return retry_db(go)
+    except IntegrityError:
+        return False
+
+
+def release_lock(name: str, holder: str) -> None:
+    def go() -> None:
+        with write_tx() as c:
+            c.execute(update(locks).where(locks.c.name == name, locks.c.holder == holder).values(until=0.0))
+    retry_db(go)
+
+
+# ------------------------------------------------------------------ workers
+def heartbeat(hostname: str, pid: int, started_at: float) -> None:
+    def go() -> None:
+        now = time.time()
+        with write_tx() as c:
+            r = c.execute(update(workers).where(workers.c.hostname == hostname)
+                          .values(pid=pid, last_seen=now, started_at=started_at))
+            if r.rowcount == 0:
+                c.execute(insert(workers).values(hostname=hostname, pid=pid, started_at=started_at, last_seen=now))
+    retry_db(go, attempts=5)
+
+
+def remove_worker(hostname: str, pid: int) -> None:
+    def go() -> None:
+        with write_tx() as c:
+            c.execute(delete(workers).where(workers.c.hostname == hostname, workers.c.pid == pid))
+    retry_db(go, attempts=5)
+
+
+def live_workers() -> int:
+    cutoff = time.time() - get_settings().worker_live_seconds
+    with read_conn() as c:
+        return int(c.execute(select(func.count()).select_from(workers).where(workers.c.last_seen >= cutoff)).scalar_one())
+
+
+# ------------------------------------------------------------------- probe
+def ledger_snapshot(since: float | None) -> list[dict]:
+    def go() -> list[dict]:
+        with read_conn() as c:
+            q = select(tasks.c.task_id, tasks.c.status, tasks.c.mode, tasks.c.revoked_at, tasks.c.created_at,
+                       files.c.rows).select_from(tasks.outerjoin(files, files.c.id == tasks.c.file_id))
+            eq = select(executions)
+            fq = select(sync_effects.c.task_id, func.count()).group_by(sync_effects.c.task_id)
+            if since is not None:
+                q = q.where(tasks.c.created_at >= since)
+                sub = select(tasks.c.task_id).where(tasks.c.created_at >= since)
+                eq = eq.where(executions.c.task_id.in_(sub))
+                fq = fq.where(sync_effects.c.task_id.in_(sub))
+            trows = c.execute(q.order_by(tasks.c.created_at)).all()
+            erows = c.execute(eq.order_by(executions.c.task_id, executions.c.attempt)).all()
+            effects = dict(c.execute(fq).all())
+        by_task: dict[str, list[dict]] = {}
+        for e in erows:
+            by_task.setdefault(e.task_id, []).append(dict(
+                attempt=e.attempt, worker=e.worker, pid=e.pid, started_at=e.started_at,
+                finished_at=e.finished_at, outcome=e.outcome))
+        return [dict(task_id=t.task_id, state=t.status, mode=t.mode, expected_effects=int(t.rows or 0),
+                     effects=int(effects.get(t.task_id, 0)), revoked_at=t.revoked_at, created_at=t.created_at,
+                     executions=by_task.get(t.task_id, [])) for t in trows]
+    return retry_db(go)

@@ -1,0 +1,79 @@
+"""ASGI entry point (``uvicorn service.main:app``): wiring and lifecycle.
+
+Startup: validate config, create schema, seed demo data, warm the broker
+connection, resume orphaned fallback tasks, start health refresher and
+sweeper.  Shutdown: stop background loops, hand running fallback attempts
+back (RETRY) so the next API resumes them immediately.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from .config import get_settings
+
+log = logging.getLogger("service")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    from .db import init_schema
+    from .health import HealthMonitor
+    from .publish import FallbackRunner, Publisher
+    from .seed import seed_demo
+    from .sweeper import Sweeper
+
+    s = get_settings()
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="api-io"))
+    await asyncio.to_thread(init_schema)
+    if s.seed_demo:
+        await asyncio.to_thread(seed_demo)
+    publisher = Publisher()
+    runner = FallbackRunner()
+    health = HealthMonitor(publisher.breaker)
+    sweeper = Sweeper(publisher, runner)
+    app.state.publisher, app.state.runner, app.state.health, app.state.sweeper = publisher, runner, health, sweeper
+    await health.refresh()
+    await publisher.warm_up()
+    resumed = await runner.resume_orphans()
+    if resumed:
+        log.warning("resumed %d orphaned fallback task(s)", resumed)
+    health.start()
+    sweeper.start()
+    try:
+        yield
+    finally:
+        await sweeper.stop()
+        await runner.shutdown()
+        await health.stop()
+        publisher.close()
+
+
+def create_app() -> FastAPI:
+    get_settings()  # fail fast on bad configuration, before binding the port
+    from .api import router
+
+    app = FastAPI(title="data-sync", version="1.0", lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": errs})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:  # keep the JSON contract
+        log.exception("unhandled error")
+        return JSONResponse(status_code=503, content={"detail": f"temporarily unavailable: {type(exc).__name__}"})
+
+    app.include_router(router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,167 @@
+"""Bounded publishing with a circuit breaker, and the asyncio fallback runner.
+
+``Publisher.publish`` runs ``send_task`` in a dedicated thread pool under
+``asyncio.wait_for(PUBLISH_TIMEOUT_MS)`` with ``retry=False`` and short broker
+socket timeouts; after any failure the breaker stays open for
+``BREAKER_OPEN_SECONDS`` so submits during an outage go straight to fallback.
+
+``FallbackRunner`` runs tasks in-process (claim with mode=fallback, the work
+itself in a bounded thread pool) when the broker is unavailable.  Its rows are
+durable: on API start and in the sweeper, orphaned fallback tasks are resumed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from . import ledger
+from .celery_app import QUEUE, SYNC_TASK, app, configure_for_api, redis_priority
+from .config import get_settings
+from .sync import run_attempt
+
+log = logging.getLogger("service.publish")
+
+
+class CircuitBreaker:
+    def __init__(self, open_seconds: float) -> None:
+        self.open_seconds = open_seconds
+        self.open_until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return time.monotonic() < self.open_until
+
+    def trip(self) -> None:
+        self.open_until = time.monotonic() + self.open_seconds
+
+    def reset(self) -> None:
+        self.open_until = 0.0
+
+
+class Publisher:
+    def __init__(self) -> None:
+        s = get_settings()
+        configure_for_api()
+        self.timeout = s.publish_timeout_ms / 1000.0
+        self.breaker = CircuitBreaker(s.breaker_open_seconds)
+        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="publish")
+        self.control_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="revoke")
+
+    def _send(self, task_id: str, priority: int) -> None:
+        app.send_task(SYNC_TASK, args=[task_id], task_id=task_id, queue=QUEUE, routing_key=QUEUE,
+                      priority=redis_priority(priority), retry=False)
+
+    def publish_blocking(self, task_id: str, priority: int) -> bool:
+        """For the sweeper (already off the event loop)."""
+        if self.breaker.is_open:
+            return False
+        fut = self.pool.submit(self._send, task_id, priority)
+        try:
+            fut.result(timeout=max(self.timeout, 0.5))
+            return True
+        except Exception as exc:  # noqa: BLE001 - includes TimeoutError
+            log.warning("republish of %s failed: %r", task_id, exc)
+            self.breaker.trip()
+            return False
+
+    async def publish(self, task_id: str, priority: int) -> bool:
+        if self.breaker.is_open:
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.run_in_executor(self.pool, self._send, task_id, priority), self.timeout)
+            return True
+        except Exception as exc:  # noqa: BLE001 - TimeoutError, OperationalError, ConnectionError...
+            log.warning("publish of %s failed (%r); falling back", task_id, exc)
+            self.breaker.trip()
+            return False
+
+    async def warm_up(self) -> None:
+        """Open the producer connection before serving, so the first submit isn't slow."""
+        loop = asyncio.get_running_loop()
+
+        app.backend, app.amqp.router  # noqa: B018 - lazy imports cost ~40 ms on the first send_task
+
+        def go() -> None:
+            with app.producer_or_acquire() as producer:
+                producer.connection.ensure_connection(max_retries=1)
+                producer.maybe_declare(app.amqp.queues[QUEUE])
+        try:
+            await asyncio.wait_for(loop.run_in_executor(self.pool, go), 2.0)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("broker warm-up failed: %r", exc)
+
+    def revoke_best_effort(self, task_id: str) -> None:
+        """Fire-and-forget ``control.revoke``; durability comes from the DB, never block on it."""
+        if self.breaker.is_open:
+            return
+        try:
+            self.control_pool.submit(self._revoke, task_id)
+        except RuntimeError:
+            pass
+
+    @staticmethod
+    def _revoke(task_id: str) -> None:
+        try:
+            app.control.revoke(task_id)
+        except Exception as exc:  # noqa: BLE001
+            log.info("best-effort revoke of %s failed: %r", task_id, exc)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.control_pool.shutdown(wait=False, cancel_futures=True)
+
+
+class FallbackRunner:
+    def __init__(self) -> None:
+        s = get_settings()
+        self.concurrency = s.fallback_concurrency
+        self.pool = ThreadPoolExecutor(max_workers=s.fallback_concurrency, thread_name_prefix="fallback")
+        self.sem = asyncio.Semaphore(s.fallback_concurrency)
+        self.name = f"api-fallback@{socket.gethostname()}:{os.getpid()}"
+        self.stop = threading.Event()
+        self.inflight: set[str] = set()
+        self._tasks: set[asyncio.Task] = set()
+
+    def schedule(self, task_id: str) -> None:
+        if task_id in self.inflight or self.stop.is_set():
+            return
+        self.inflight.add(task_id)
+        t = asyncio.get_running_loop().create_task(self._run(task_id))
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _run(self, task_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with self.sem:
+                if self.stop.is_set():
+                    return
+                claimed = await loop.run_in_executor(
+                    self.pool, lambda: ledger.claim(task_id, self.name, os.getpid(), ledger.FALLBACK))
+                if claimed is None:
+                    return
+                attempt, file_id = claimed
+                await loop.run_in_executor(self.pool, run_attempt, task_id, attempt, file_id, self.stop)
+        except Exception:  # noqa: BLE001 - lease expiry / sweeper will pick it up again
+            log.exception("fallback run of %s crashed", task_id)
+        finally:
+            self.inflight.discard(task_id)
+
+    async def resume_orphans(self) -> int:
+        ids = await asyncio.to_thread(ledger.recoverable_fallback)
+        for tid in ids:
+            self.schedule(tid)
+        return len(ids)
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Stop at the next row; interrupted attempts go back to RETRY for the next API."""
+        self.stop.set()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
+        self.pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,149 @@
+"""Recovery sweeper: re-dispatch work whose runner died, within seconds.
+
+Runs in every API process as an asyncio task, but only the holder of the
+``sweeper`` DB lock acts (leader election by a row lease).  Each pass:
+
+a) STARTED celery tasks with an expired lease -> RETRY and republish;
+b) PENDING/RETRY celery tasks not dispatched for LEASE_SECONDS that are in no
+   Redis queue list (incl. priority sub-queues) and not delivered recently
+   (kombu ``unacked``/``unacked_index``) -> republish (same task id);
+c) orphaned fallback tasks (PENDING/RETRY or STARTED with expired lease)
+   -> run them in this API's fallback runner;
+d) if Redis has been unreachable for 2*LEASE_SECONDS, stale celery tasks are
+   adopted into fallback mode so nothing waits for the outage to end.
+Duplicated deliveries are harmless: the claim fences them.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+
+import redis
+
+from . import ledger
+from .celery_app import PRIORITY_STEPS, QUEUE, QUEUE_SEP
+from .config import get_settings
+from .publish import FallbackRunner, Publisher
+
+log = logging.getLogger("service.sweeper")
+
+UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
+
+
+def queue_keys() -> list[str]:
+    return [QUEUE if step == 0 else f"{QUEUE}{QUEUE_SEP}{step}" for step in PRIORITY_STEPS]
+
+
+def _msg_id(raw: bytes | str) -> str | None:
+    try:
+        msg = json.loads(raw)
+        if isinstance(msg, list):  # unacked hash value: [message, exchange, routing_key]
+            msg = msg[0]
+        return (msg.get("headers") or {}).get("id") or (msg.get("properties") or {}).get("correlation_id")
+    except Exception:  # noqa: BLE001 - foreign message in our queue
+        return None
+
+
+class BrokerView:
+    """What Redis currently holds for our queue: queued ids, and ids delivered < ``recent`` s ago."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+    def snapshot(self, recent: float) -> tuple[set[str], set[str]]:
+        pipe = self.client.pipeline(transaction=False)
+        for k in queue_keys():
+            pipe.lrange(k, 0, -1)
+        pipe.hgetall(UNACKED)
+        pipe.zrangebyscore(UNACKED_INDEX, time.time() - recent, "+inf")
+        res = pipe.execute()
+        queued: set[str] = set()
+        for lst in res[:-2]:
+            queued.update(i for i in map(_msg_id, lst) if i)
+        unacked_all, recent_tags = res[-2], set(res[-1])
+        delivered = {i for tag, raw in unacked_all.items() if tag in recent_tags and (i := _msg_id(raw))}
+        return queued, delivered
+
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+
+class Sweeper:
+    def __init__(self, publisher: Publisher, runner: FallbackRunner) -> None:
+        self.s = get_settings()
+        self.publisher, self.runner = publisher, runner
+        self.name = f"api@{socket.gethostname()}:{os.getpid()}"
+        self.broker = BrokerView(self.s.celery_broker_url)
+        self.redis_down_since: float | None = None
+        self._task: asyncio.Task | None = None
+        self.is_leader = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        if self.is_leader:
+            try:
+                await asyncio.to_thread(ledger.release_lock, "sweeper", self.name)
+            except Exception:  # noqa: BLE001
+                pass
+
+    async def _loop(self) -> None:
+        ttl = max(3 * self.s.sweep_interval_seconds, 2.0)
+        while True:
+            try:
+                self.is_leader = await asyncio.to_thread(ledger.try_lock, "sweeper", self.name, ttl)
+                if self.is_leader:
+                    fallback_ids = await asyncio.wait_for(asyncio.to_thread(self.sweep_once), timeout=30)
+                    for tid in fallback_ids:
+                        self.runner.schedule(tid)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - never let the sweeper die
+                log.exception("sweep failed")
+            await asyncio.sleep(self.s.sweep_interval_seconds)
+
+    def _republish(self, rows: list[dict]) -> None:
+        sent = [r["task_id"] for r in rows if self.publisher.publish_blocking(r["task_id"], r["priority"])]
+        if sent:
+            ledger.mark_dispatched(sent)
+            log.info("republished %d task(s): %s", len(sent), sent[:10])
+
+    def sweep_once(self) -> list[str]:
+        """One pass (blocking; run in a thread).  Returns fallback task ids to run here."""
+        lease = self.s.lease_seconds
+        expired = ledger.expire_leases(ledger.CELERY)
+        if expired:
+            log.info("lease expired for %d task(s): %s", len(expired), [r["task_id"] for r in expired][:10])
+            self._republish(expired)
+
+        waiting = ledger.waiting_tasks(ledger.CELERY, dispatched_before=time.time() - lease)
+        if waiting:
+            try:
+                queued, delivered = self.broker.snapshot(recent=lease)
+                self.redis_down_since = None
+                lost = [r for r in waiting if r["task_id"] not in queued and r["task_id"] not in delivered]
+                if lost:
+                    self._republish(lost)
+            except redis.RedisError as exc:
+                now = time.time()
+                self.redis_down_since = self.redis_down_since or now
+                log.warning("sweeper cannot inspect Redis (%r)", exc)
+                if now - self.redis_down_since >= 2 * lease:
+                    adopted = [r["task_id"] for r in waiting if ledger.adopt_into_fallback(r["task_id"])]
+                    if adopted:
+                        log.warning("Redis down for %.1fs: adopted %d task(s) into fallback",
+                                    now - self.redis_down_since, len(adopted))
+        else:
+            self.redis_down_since = None
+        return ledger.recoverable_fallback()

@@ -1,0 +1,57 @@
+"""One attempt of a sync task, shared by Celery workers and the API fallback.
+
+Rows are processed in memory (``ROW_WORK_MS`` each, so faults can land
+mid-task); before every row the ledger is consulted, so a cancel or a lost
+lease stops the attempt at the next row.  Effects are only written by the
+final fenced commit, hence a dying/revoked attempt commits nothing.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from . import ledger
+from .config import get_settings
+from .files import PoisonRowError, load_rows, process_row
+
+log = logging.getLogger("service.sync")
+
+
+def run_attempt(task_id: str, attempt: int, file_id: int, stop: threading.Event | None = None) -> str:
+    """Run a claimed attempt to its end; returns the execution outcome."""
+    s = get_settings()
+    try:
+        rows = load_rows(file_id)
+        done: list[tuple[int, str]] = []
+        last_renew = time.monotonic()
+        for row_no, data in rows:
+            renew = time.monotonic() - last_renew >= s.lease_seconds / 3
+            state = ledger.check(task_id, attempt, renew)
+            if renew:
+                last_renew = time.monotonic()
+            if state != "ok":
+                ledger.record_outcome(task_id, attempt, state)
+                log.info("task %s attempt %s stopped at row %s: %s", task_id, attempt, row_no, state)
+                return state
+            if stop is not None and stop.is_set():
+                ledger.release_for_retry(task_id, attempt, "runner shut down mid-task; will be retried")
+                return "failure"
+            if s.row_work_ms:
+                time.sleep(s.row_work_ms / 1000.0)
+            try:
+                done.append((row_no, process_row(row_no, data)))
+            except PoisonRowError as exc:
+                outcome = ledger.finish_failure(task_id, attempt, str(exc))
+                log.warning("task %s FAILURE: %s", task_id, exc)
+                return outcome
+        outcome = ledger.finish_success(task_id, attempt, file_id, done)
+        log.info("task %s attempt %s finished: %s (%d rows)", task_id, attempt, outcome, len(done))
+        return outcome
+    except Exception as exc:  # infrastructure trouble (DB): give the task back, the sweeper re-dispatches
+        log.exception("task %s attempt %s crashed; releasing for retry", task_id, attempt)
+        try:
+            ledger.release_for_retry(task_id, attempt, f"attempt {attempt} crashed: {exc!r}")
+        except Exception:  # noqa: BLE001 - lease expiry will recover it
+            log.exception("could not release task %s", task_id)
+        return "failure"
