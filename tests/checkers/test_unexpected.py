@@ -1,0 +1,60 @@
+from chaos.checkers import unexpected
+from chaos.checkers.result import UNKNOWN
+
+from .builder import HistoryBuilder, clean, ledger_task
+
+
+def test_clean_history_passes():
+    assert unexpected.check(clean().build()).valid is True
+
+
+def test_task_nobody_submitted():
+    b = clean(2, ledger=False)
+    b.ledger(ledger_task("t0"), ledger_task("t1", created=1), ledger_task("intruder", created=3))
+    r = unexpected.check(b.build())
+    assert r.valid is False
+    assert [(f.kind, f.task_ids) for f in r.findings] == [("unexpected-task", ["intruder"])]
+
+
+def test_tasks_from_before_the_run_are_ignored():
+    b = clean(1, ledger=False)
+    b.ledger(ledger_task("t0"), ledger_task("old", created=-60))
+    r = unexpected.check(b.build())
+    assert r.valid is True
+    assert r.stats["pre_existing"] == 1
+
+
+def test_info_submit_explains_one_task_only():
+    b = HistoryBuilder()
+    b.submit(None, at=1, phase="info")
+    b.ledger(ledger_task("x", created=1.5), ledger_task("y", created=1.6))
+    r = unexpected.check(b.build())
+    assert r.valid is False
+    assert r.stats["explained_by_unknown_submits"] == 1
+    assert [f.task_ids for f in r.findings] == [["y"]]
+
+
+def test_info_submit_cannot_explain_a_task_created_before_it():
+    b = HistoryBuilder()
+    b.submit(None, at=5, phase="info")
+    b.ledger(ledger_task("early", created=2))
+    assert unexpected.check(b.build()).valid is False
+
+
+def test_idempotency_key_of_an_info_submit_explains_the_task():
+    b = HistoryBuilder()
+    b.submit(None, at=1, phase="info", key="key-1")
+    b.ledger(ledger_task("key-1", created=0.5))  # even with a skewed clock: the key names it
+    assert unexpected.check(b.build()).valid is True
+
+
+def test_task_created_by_a_failed_submit():
+    b = HistoryBuilder()
+    b.submit(None, at=1, phase="fail", key="key-1")
+    b.ledger(ledger_task("key-1", created=1.2))
+    r = unexpected.check(b.build())
+    assert [(f.kind, f.task_ids) for f in r.findings] == [("created-after-failed-submit", ["key-1"])]
+
+
+def test_missing_ledger_is_unknown():
+    assert unexpected.check(clean(ledger=False).build()).valid == UNKNOWN
