@@ -8,6 +8,7 @@ import time
 import pytest
 import redis
 
+from chaos.proxy import ToxiproxyServer
 from chaos.proxy.client import Proxy, ToxiproxyClient
 
 pytestmark = pytest.mark.timeout(30)
@@ -299,17 +300,32 @@ def test_toxicity_zero_never_applies(client: ToxiproxyClient, redis_proxy: Proxy
         conn.disconnect()
 
 
-def test_toxicity_is_per_connection(client: ToxiproxyClient, redis_proxy: Proxy) -> None:
-    client.latency(redis_proxy, 100, toxicity=0.5)
-    slow = 0
-    for _ in range(16):
-        conn = redis_conn(redis_proxy)
-        first = timed_ping(conn) >= 0.1
-        # The draw is per connection: every request on it behaves the same.
-        assert (timed_ping(conn) >= 0.1) is first
-        slow += first
-        conn.disconnect()
-    assert 0 < slow < 16
+def _toxicity_pattern(redis_port: int) -> list[bool]:
+    """Which of 10 fresh connections drew a 50%-toxicity latency toxic (each checked twice for consistency)."""
+    with ToxiproxyServer() as server, ToxiproxyClient(server.api_url) as c:
+        proxy = c.create("redis", "127.0.0.1:0", f"127.0.0.1:{redis_port}")
+        c.latency(proxy, 40, toxicity=0.5)
+        pattern = []
+        for _ in range(10):
+            sock = connect(proxy)
+            slow = []
+            for _ in range(2):
+                start = time.monotonic()
+                sock.sendall(b"PING\r\n")
+                assert recv_exactly(sock, 7) == b"+PONG\r\n"
+                slow.append(time.monotonic() - start >= 0.04)
+            sock.close()
+            # The draw is per connection: every request on it behaves the same.
+            assert slow[0] == slow[1]
+            pattern.append(slow[0])
+        return pattern
+
+
+def test_toxicity_is_per_connection_and_seedable(monkeypatch: pytest.MonkeyPatch, redis_port: int) -> None:
+    monkeypatch.setenv("CHAOS_PROXY_SEED", "1234")
+    first = _toxicity_pattern(redis_port)
+    assert 0 < sum(first) < len(first), first
+    assert _toxicity_pattern(redis_port) == first  # same seed, same draws
 
 
 # -- enable / disable ---------------------------------------------------------------------------------------
