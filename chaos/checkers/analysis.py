@@ -316,3 +316,15 @@ def op_evidence(pairs: Iterable[OpPair], limit: int = 20) -> list[dict[str, Any]
             break
         out.append(p.to_dict())
     return out
+
+
+def timeline(history: History) -> list[dict[str, Any]]:
+    """Every task's lifecycle summary, ordered by first submit (ledger-only tasks last, by creation)."""
+    rows = [t.summary() for t in task_lifecycles(history).values()]
+
+    def order(row: dict[str, Any]) -> tuple[int, float]:
+        if row["first_submit_time"] is not None:
+            return (0, row["first_submit_time"])
+        return (1, 0.0)
+
+    return sorted(rows, key=order)

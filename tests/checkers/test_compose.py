@@ -114,3 +114,20 @@ def test_lifecycle_summary_for_the_timeline():
     assert s["final_state"] == "SUCCESS" and s["final_source"] == "drain"
     assert len(s["executions"]) == 1
     json.dumps(s)
+
+
+def test_timeline_orders_tasks_by_first_submit():
+    from chaos.checkers.analysis import timeline
+
+    b = HistoryBuilder()
+    b.task("late", at=5).task("early", at=1)
+    b.ledger(
+        ledger_task("late", created=5), ledger_task("early", created=1), ledger_task("orphan", created=2)
+    )
+    assert [r["task_id"] for r in timeline(b.build())] == ["early", "late", "orphan"]
+
+
+def test_package_exports_the_entry_points():
+    import chaos.checkers as checkers
+
+    assert checkers.check_all(clean().build(), checkers.CheckConfig()).results.keys() == REGISTRY.keys()
