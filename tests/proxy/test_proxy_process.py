@@ -38,7 +38,9 @@ def start(*args: str) -> tuple[subprocess.Popen[str], int]:
 
 
 def listening_ports(pid: int) -> set[int]:
-    return {c.laddr.port for c in psutil.Process(pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+    process = psutil.Process(pid)
+    conns = process.net_connections("tcp") if hasattr(process, "net_connections") else process.connections("tcp")
+    return {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN}
 
 
 def refused(port: int) -> bool:
