@@ -113,6 +113,7 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
             f"only {len(latencies)} submit latency sample(s) outside faults, "
             f"{config.latency_min_samples} needed"
         )
+        stats["applicable"] = False  # too few samples to judge latency: reported, not undecided
     else:
         valid = True
     return CheckResult(NAME, valid, cap_per_kind(findings, config.max_evidence), stats)

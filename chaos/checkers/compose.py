@@ -41,6 +41,11 @@ REGISTRY: dict[str, Checker] = {
 EXIT_CODES = {True: 0, False: 1, UNKNOWN: 2}
 
 
+def applicable(result: CheckResult) -> bool:
+    """False for an undecided result whose checker found nothing to judge (no fallback task, few samples)."""
+    return not (result.valid == UNKNOWN and result.stats.get("applicable") is False)
+
+
 def compose(results: Iterable[CheckResult], name: str = "compose") -> CheckResult:
     """Merge results: false dominates unknown dominates true; findings concatenated; stats keyed by checker."""
     results = list(results)
@@ -81,7 +86,8 @@ class Verdict:
 
     @property
     def valid(self) -> Validity:
-        return merge_valid(r.valid for r in self.results.values())
+        """Merged validity; a checker that had nothing to judge (``stats["applicable"] is False``) abstains."""
+        return merge_valid(r.valid for r in self.results.values() if applicable(r))
 
     @property
     def findings(self) -> list[Finding]:

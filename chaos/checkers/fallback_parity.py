@@ -82,6 +82,7 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
     elif fallback == 0:
         valid = UNKNOWN
         stats["undecided"] = "no task was accepted in fallback mode"
+        stats["applicable"] = False  # nothing to judge: does not make the verdict undecided
     elif undecided:
         valid = UNKNOWN
         stats["undecided"] = f"{undecided} fallback task(s) have no final read nor ledger row"

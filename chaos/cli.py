@@ -1,0 +1,282 @@
+"""The ``chaos`` command: up, run, gate, check, report, images build, canaries, bench.
+
+Exit codes (Jepsen's): 0 pass, 1 a checker found a violation, 2 could not decide (the stack did not come up, a
+probe failed, a prerequisite is missing), 254 bad arguments. Errors the framework understands are one sentence,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+from chaos.errors import BadArguments, ChaosError
+from chaos.target import Target, load_config, load_target
+
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        console.print(f"chaos: error: {message}")
+        sys.exit(BadArguments.exit_code)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("local", "docker"), default=None, help="local processes or containers")
+    p.add_argument("--target", default=None, help="a named target from [tool.celery-chaos.targets] "
+                   "(canaries: canary:NAME)")
+    p.add_argument("--project", type=Path, default=None, help="the project's pyproject.toml (default: found "
+                   "from the current directory)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="chaos", description="Chaos and resilience testing for Celery + Redis services.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("up", help="bring the target up and hold it until Ctrl-C")
+    _common(p)
+    p.add_argument("--workers", type=int, default=None)
+
+    p = sub.add_parser("run", help="run named scenarios (or 'property', or a saved --scenario-file)")
+    _common(p)
+    p.add_argument("scenarios", nargs="*", help="scenario names; 'list' to list them")
+    p.add_argument("--scenario-file", type=Path, action="append", default=[], help="replay a saved scenario")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--budget", type=int, default=4, help="Hypothesis examples for 'property'")
+    p.add_argument("--report", type=Path, default=Path("chaos-report"))
+    p.add_argument("--workers", type=int, default=None)
+
+    p = sub.add_parser("gate", help="the pre-release gate: run a profile, write reports, exit 0/1/2")
+    _common(p)
+    p.add_argument("--profile", default="default")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--report", type=Path, default=Path("chaos-report"))
+    p.add_argument("--canaries", action="store_true", help="run the profile against every canary as well")
+
+    p = sub.add_parser("check", help="re-check a saved history (JSONL)")
+    p.add_argument("history", type=Path)
+    p.add_argument("--duplicates-allowed", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+
+    p = sub.add_parser("report", help="re-render report.html and junit.xml from a report directory")
+    p.add_argument("dir", type=Path)
+
+    p = sub.add_parser("images", help="container images for the docker backend")
+    isub = p.add_subparsers(dest="images_command", required=True, parser_class=_Parser)
+    b = isub.add_parser("build", help="build the base and target images")
+    _common(b)
+    b.add_argument("--offline-base", action="store_true", default=None,
+                   help="build the base with debootstrap + docker import (no registry needed)")
+
+    p = sub.add_parser("canaries", help="list the canary targets (known failure modes)")
+    _common(p)
+
+    p = sub.add_parser("bench", help="measure latency, throughput, recovery and Redis memory")
+    _common(p)
+    p.add_argument("--json", type=Path, default=None, dest="json_out")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run of the benchmark)")
+    return parser
+
+
+# --- commands ----------------------------------------------------------------------------------------------------
+def _target(args: argparse.Namespace) -> Target:
+    return load_target(args.project, name=getattr(args, "target", None))
+
+
+def _backend(args: argparse.Namespace, default: str = "local") -> str:
+    return args.backend or default
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from chaos.cluster.cluster import Cluster
+
+    target = _target(args)
+    with Cluster(target, backend=_backend(args), workers=args.workers) as c:
+        out.print(f"[bold]{target.name}[/] is up on {c.backend.name} in {c.bring_up_seconds:.1f}s")
+        out.print(f"  api        {c.api_url}   (through the fault proxy: {c.proxied_api_url})")
+        if target.http.token:
+            out.print(f"  token      {target.http.token}")
+        assert c.redis is not None and c.proxy_node is not None
+        out.print(f"  redis      {c.redis.url}")
+        out.print(f"  toxiproxy  {c.proxy_node.api_url}   links: workers_redis, api_redis, client_api")
+        out.print(f"  workers    {', '.join(w.name for w in c.workers)}")
+        out.print(f"  logs       {c.workdir / 'logs'}")
+        out.print("Ctrl-C to stop and clean up.")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            out.print("stopping ...")
+    return 0
+
+
+def _print_summary(report: dict[str, Any], paths: dict[str, Path]) -> None:
+    table = Table(title=f"celery-chaos {report.get('profile') or 'run'}: {report['verdict'].upper()}")
+    for col in ("scenario", "verdict", "faults", "findings", "submit p99", "seconds"):
+        table.add_column(col)
+    colors = {"pass": "green", "fail": "red", "unknown": "yellow"}
+    for s in report["scenarios"]:
+        p99 = s.get("metrics", {}).get("submit_p99_ms")
+        table.add_row(s["name"], f"[{colors[s['verdict']]}]{s['verdict']}[/]",
+                      ", ".join(sorted({f['name'] for f in s['faults']})) or "-", str(len(s["findings"])),
+                      "-" if p99 is None else f"{p99:.0f} ms", str(s["duration_s"]))
+    out.print(table)
+    for s in report["scenarios"]:
+        for f in s["findings"][:5]:
+            out.print(f"[red]{s['name']}[/]: {f['checker']}/{f['kind']}: {f['message']} "
+                      f"(tasks {', '.join(f['task_ids'][:4])})")
+        if s["verdict"] == "fail" and s.get("replay"):
+            out.print(f"  replay: {s['replay']}")
+        for e in s.get("errors", []):
+            out.print(f"[yellow]{s['name']}[/]: {e}")
+    out.print(f"report: {paths['html']}  (also {paths['json'].name}, {paths['junit'].name})")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from chaos.gate import Profile, run_gate
+    from chaos.runner import Scenario
+    from chaos.scenarios import SCENARIOS, build
+
+    if args.scenarios == ["list"]:
+        target = _target(args)
+        for name in SCENARIOS:
+            out.print(f"{name:24} {build(name, target).description}")
+        return 0
+    target = _target(args)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    names = [n for n in args.scenarios if n != "property"]
+    scenarios = [build(n, target) for n in names]
+    for f in args.scenario_file:
+        try:
+            scenarios.append(Scenario.from_dict(json.loads(f.read_text())))
+        except (OSError, ValueError, KeyError) as exc:
+            raise BadArguments(f"cannot read scenario file {f}: {exc}") from None
+    props = args.budget if "property" in args.scenarios else 0
+    if not scenarios and not props:
+        raise BadArguments("name at least one scenario (see `chaos run list`), 'property', or --scenario-file")
+    profile = Profile("run", [], properties=props, workers=args.workers)
+    outcome = run_gate(target, profile, report_dir=args.report, seed=seed, backend=_backend(args),
+                       scenarios=scenarios, progress=lambda m: console.print(m))
+    _print_summary(outcome.report, outcome.paths)
+    return outcome.exit_code
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from chaos.gate import Profile, run_gate
+
+    config = load_config(args.project)
+    profile = Profile.load(args.profile, config)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    if args.canaries:
+        from chaos.canaries import run_canaries
+
+        return run_canaries(args, profile, seed, console, out)
+    target = _target(args)
+    console.print(f"gate: profile {profile.name}, {len(profile.scenarios)} scenarios + {profile.properties} "
+                  f"generated examples, seed {seed}")
+    outcome = run_gate(target, profile, report_dir=args.report, seed=seed, backend=_backend(args, profile.backend),
+                       progress=lambda m: console.print(m))
+    _print_summary(outcome.report, outcome.paths)
+    return outcome.exit_code
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from chaos.checkers import CheckConfig
+    from chaos.checkers.compose import check_all
+    from chaos.history import History
+
+    if not args.history.is_file():
+        raise BadArguments(f"no such history file: {args.history}")
+    try:
+        history = History.load(args.history)
+    except (OSError, ValueError) as exc:
+        raise BadArguments(f"cannot read {args.history}: {exc}") from None
+    meta = history.meta
+    cfg = CheckConfig.from_dict((meta.config or {}).get("check", {})) if meta else CheckConfig()
+    if args.duplicates_allowed:
+        from dataclasses import replace
+
+        cfg = replace(cfg, duplicates_allowed=True)
+    verdict = check_all(history, cfg)
+    if args.json:
+        out.print_json(json.dumps(verdict.to_dict(), default=str))
+    else:
+        for name, r in verdict.results.items():
+            out.print(f"{name:16} {r.valid}")
+        for f in verdict.findings:
+            out.print(f"[red]{f.checker}/{f.kind}[/]: {f.message} (tasks {', '.join(f.task_ids[:6])})")
+        out.print(f"verdict: {verdict.valid}")
+    return verdict.exit_code
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from chaos.report import load_json, write_all
+
+    path = args.dir / "report.json"
+    if not path.is_file():
+        raise BadArguments(f"{args.dir} has no report.json")
+    try:
+        report = load_json(path)
+    except ValueError as exc:
+        raise BadArguments(str(exc)) from None
+    paths = write_all(report, args.dir)
+    out.print(f"report: {paths['html']}")
+    return 0
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from chaos.images import build_images
+
+    target = _target(args)
+    result = build_images(target, offline_base=args.offline_base, progress=lambda m: console.print(m))
+    for k, v in result.items():
+        out.print(f"{k}: {v}")
+    return 0
+
+
+def cmd_canaries(args: argparse.Namespace) -> int:
+    from chaos.canaries import list_canaries
+
+    for c in list_canaries(args.project):
+        out.print(f"{c['name']:28} expects {c['expected']:16} {c['description']}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from chaos.bench import run_bench
+
+    return run_bench(_target(args), backend=_backend(args), json_out=args.json_out, quick=args.quick,
+                     console=console, out=out)
+
+
+COMMANDS = {"up": cmd_up, "run": cmd_run, "gate": cmd_gate, "check": cmd_check, "report": cmd_report,
+            "images": cmd_images, "canaries": cmd_canaries, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        return COMMANDS[args.command](args)
+    except ChaosError as exc:
+        console.print(f"chaos: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("chaos: interrupted; everything started was stopped")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The release gate: run a profile (named scenarios + Hypothesis examples) on one cluster, write the reports,
+and answer with one exit code: 0 pass, 1 a checker found a violation, 2 could not decide.
+
+Profiles live in ``[tool.celery-chaos.profiles.NAME]``; a built-in ``default`` covers every fault family.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from chaos.checkers import CheckConfig
+from chaos.cluster.cleanup import remove_leftovers
+from chaos.errors import BadArguments, ChaosError
+from chaos.report import build_report, scenario_entry, write_all
+from chaos.runner import Scenario, ScenarioResult, run_scenario, versions
+from chaos.scenarios import SCENARIOS, build
+from chaos.target import Target
+
+BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
+    "default": {
+        "scenarios": ["submit-status-cancel", "worker-sigkill", "pool-child-kill", "worker-restart", "api-restart",
+                      "redis-down-fallback", "redis-restart-backlog", "redis-pause", "network-cut-workers",
+                      "durable-revoke", "concurrent-10", "concurrent-100"],
+        "properties": 3, "shrink_runs": 4, "backend": "local", "workers": 2,
+    },
+    "smoke": {"scenarios": ["submit-status-cancel", "worker-sigkill", "redis-down-fallback"], "properties": 0},
+    "release": {"scenarios": list(SCENARIOS), "properties": 20, "shrink_runs": 12, "workers": 2},
+}
+
+
+@dataclass
+class Profile:
+    name: str
+    scenarios: list[str]
+    properties: int = 0
+    shrink_runs: int = 4
+    backend: str = "local"
+    workers: int | None = None
+    check: CheckConfig = field(default_factory=CheckConfig)
+
+    @classmethod
+    def load(cls, name: str, config: dict[str, Any]) -> Profile:
+        table = {**BUILTIN_PROFILES.get(name, {}), **config.get("profiles", {}).get(name, {})}
+        if not table:
+            known = sorted({*BUILTIN_PROFILES, *config.get("profiles", {})})
+            raise BadArguments(f"unknown profile {name!r}; known: {', '.join(known)}")
+        unknown = [s for s in table.get("scenarios", []) if s not in SCENARIOS]
+        if unknown:
+            raise BadArguments(f"profile {name!r} names unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
+        check = CheckConfig.from_dict(table.get("check", {}))
+        return cls(name=name, scenarios=list(table.get("scenarios", [])), properties=int(table.get("properties", 0)),
+                   shrink_runs=int(table.get("shrink_runs", 4)), backend=str(table.get("backend", "local")),
+                   workers=table.get("workers"), check=check)
+
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class GateOutcome:
+    report: dict[str, Any]
+    paths: dict[str, Path]
+    results: list[ScenarioResult]
+
+    @property
+    def exit_code(self) -> int:
+        return int(self.report["exit_code"])
+
+
+def replay_command(name: str, seed: int, target: Target, backend: str, scenario_file: Path | None = None) -> str:
+    tgt = f" --target {target.name}" if target.name != "data-sync" else ""
+    if scenario_file is not None:
+        return f"chaos run --scenario-file {scenario_file} --backend {backend}{tgt}"
+    return f"chaos run {name} --seed {seed} --backend {backend}{tgt}"
+
+
+def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, backend: str | None = None,
+             scenarios: list[Scenario] | None = None, progress: Progress = print,
+             target_label: str | None = None) -> GateOutcome:
+    """Bring the target up once, run every scenario and the property budget, write the reports."""
+    from chaos.cluster.cluster import Cluster
+    from chaos.properties import run_property
+
+    backend = backend or profile.backend
+    started = time.time()
+    t0 = time.monotonic()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    remove_leftovers()
+    todo = scenarios if scenarios is not None else [build(n, target, profile.check) for n in profile.scenarios]
+    for s in todo:
+        s.seed = seed
+        s.check = replace(s.check, duplicates_allowed=s.check.duplicates_allowed or target.at_least_once)
+        s.replay = s.replay or replay_command(s.name, seed, target, backend)
+    entries: list[dict[str, Any]] = []
+    results: list[ScenarioResult] = []
+    vers: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    cluster = Cluster(target, backend=backend, workers=profile.workers)
+    try:
+        progress(f"bringing up {target.name} on {backend} ...")
+        try:
+            cluster.start()
+        except ChaosError as exc:
+            entries.append(_undecided("bring-up", f"the stack did not come up: {exc}"))
+            raise _Abort from None
+        progress(f"up in {cluster.bring_up_seconds:.1f}s; api {cluster.api_url}")
+        extra["bring_up_s"] = round(cluster.bring_up_seconds or 0, 2)
+        vers = versions(cluster)
+        for i, scen in enumerate(todo, 1):
+            progress(f"[{i}/{len(todo)}] {scen.name}: {scen.description}")
+            try:
+                cluster.reset()
+                r = run_scenario(cluster, scen, report_dir)
+            except ChaosError as exc:
+                entries.append(_undecided(scen.name, str(exc)))
+                progress(f"    undecided: {exc}")
+                continue
+            results.append(r)
+            entries.append(scenario_entry(scen.name, scen.description, r.history, r.result, r.duration,
+                                          r.errors, report_dir, r.history_path, scen.replay))
+            progress(f"    {entries[-1]['verdict']} in {r.duration:.1f}s, {len(r.result.findings)} findings")
+        if profile.properties > 0:
+            progress(f"property: {profile.properties} generated task mixes and fault schedules (seed {seed})")
+            try:
+                cluster.reset()
+                po = run_property(cluster, budget=profile.properties, seed=seed, report_dir=report_dir,
+                                  shrink_runs=profile.shrink_runs, check=profile.check)
+            except ChaosError as exc:
+                entries.append(_undecided("property", str(exc)))
+            else:
+                results.extend(po.runs)
+                shown = [("first", po.first_failure), ("minimal", po.minimal)] if po.failed else \
+                    [("", r) for r in po.runs]
+                for label, r in shown:
+                    if r is None or (label == "minimal" and r is po.first_failure):
+                        continue
+                    f = next((p for p in po.replay_files if p.stem.endswith(label)), None) if label else None
+                    replay = replay_command("property", seed, target, backend, f) if f else \
+                        replay_command("property", seed, target, backend)
+                    name = f"property-{label}" if label else r.scenario.name
+                    entries.append(scenario_entry(name, f"Hypothesis example ({label or 'passed'}): "
+                                                  + ", ".join(str(x) for x in r.scenario.schedule) or "no faults",
+                                                  r.history, r.result, r.duration, r.errors, report_dir,
+                                                  r.history_path, replay))
+                extra["property"] = {"examples": po.examples, "failed": po.failed,
+                                     "hypothesis": po.hypothesis_error}
+                progress(f"    {po.examples} examples, {'FAILED' if po.failed else 'passed'}")
+    except _Abort:
+        pass
+    finally:
+        try:
+            cluster.keep_logs(report_dir / "logs" / "_cluster")
+        except Exception:  # noqa: BLE001
+            pass
+        cluster.close()
+    report = build_report(entries, profile=profile.name, seed=seed, backend=backend,
+                          target=target_label or target.name, versions=vers, started=started,
+                          duration=time.monotonic() - t0, extra=extra)
+    paths = write_all(report, report_dir, profile.check.latency_p99_ms)
+    return GateOutcome(report, paths, results)
+
+
+class _Abort(Exception):
+    pass
+
+
+def _undecided(name: str, error: str) -> dict[str, Any]:
+    return {"name": name, "description": "", "verdict": "unknown", "duration_s": 0, "history": None, "logs": None,
+            "replay": None, "faults": [], "ops": {}, "checkers": {}, "findings": [], "metrics": {},
+            "errors": [error]}

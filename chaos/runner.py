@@ -1,0 +1,169 @@
+"""The scenario runner: workload under faults, final heal, quiesce, drain, probe, check. Jepsen's shape.
+
+The pytest plugin, the Hypothesis properties and the ``chaos`` CLI all call ``run_scenario``; none of them holds
+logic the others lack.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from chaos.checkers import CheckConfig
+from chaos.checkers.compose import Verdict, check_all
+from chaos.errors import ChaosError, ClusterError
+from chaos.history import History, Meta, Recorder
+from chaos.nemesis import FaultSpec, Nemesis
+from chaos.probes import fetch_ledger
+from chaos.workload import TaskPlan, Workload
+
+if TYPE_CHECKING:
+    from chaos.cluster.cluster import Cluster
+
+
+@dataclass
+class Scenario:
+    """A workload and a fault schedule, plus how long to wait for the stack to settle afterwards."""
+
+    name: str
+    plans: list[TaskPlan]
+    schedule: list[FaultSpec] = field(default_factory=list)
+    quiesce: float = 30.0
+    concurrency: int = 10
+    description: str = ""
+    check: CheckConfig = field(default_factory=CheckConfig)
+    seed: int | None = None
+    replay: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "quiesce": self.quiesce,
+                "concurrency": self.concurrency, "seed": self.seed,
+                "plans": [p.to_dict() for p in self.plans], "schedule": [f.to_dict() for f in self.schedule],
+                "check": self.check.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scenario:
+        check = CheckConfig.from_dict(d["check"]) if d.get("check") else CheckConfig()
+        return cls(name=d["name"], plans=[TaskPlan.from_dict(p) for p in d["plans"]],
+                   schedule=[FaultSpec.from_dict(f) for f in d.get("schedule", [])],
+                   quiesce=float(d.get("quiesce", 30.0)), concurrency=int(d.get("concurrency", 10)),
+                   description=d.get("description", ""), check=check, seed=d.get("seed"))
+
+    @property
+    def families(self) -> list[str]:
+        from chaos.nemesis import fault_kind
+
+        return sorted({fault_kind(f.kind).family for f in self.schedule})
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    history: History
+    result: Verdict
+    duration: float
+    history_path: Path | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool | str:
+        return self.result.valid
+
+
+def versions(cluster: Cluster) -> dict[str, str]:
+    """Versions that matter to a resilience verdict (recorded in every history and report)."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "backend": cluster.backend.name}
+    for pkg in ("celery", "kombu", "redis", "celery-chaos"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    try:
+        assert cluster.redis is not None
+        r = cluster.redis.client()
+        try:
+            out["redis-server"] = str(r.info("server").get("redis_version"))
+        finally:
+            r.close()
+    except Exception:  # noqa: BLE001 - the broker may be the thing that is down
+        pass
+    return out
+
+
+def wait_healthy(cluster: Cluster, timeout: float = 60.0) -> None:
+    """After the final heal: the API answers its health URL and every worker is up."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(cluster.api_url + cluster.target.http.health_path, timeout=2.0)
+            if r.status_code == 200 and all(w.alive() for w in cluster.workers):
+                return
+            last = f"health answered {r.status_code}"
+        except httpx.HTTPError as exc:
+            last = f"{type(exc).__name__}"
+        time.sleep(0.2)
+    raise ClusterError(f"the stack did not become healthy within {timeout:.0f}s after the final heal ({last})")
+
+
+def run_scenario(cluster: Cluster, scenario: Scenario, report_dir: Path | None = None) -> ScenarioResult:
+    """Run one scenario on a started cluster; the cluster is healed afterwards whatever happened."""
+    started = time.monotonic()
+    hist_path = report_dir / "histories" / f"{scenario.name}.jsonl" if report_dir else None
+    if hist_path is not None and hist_path.exists():
+        hist_path.unlink()
+    meta = Meta(scenario=scenario.name, seed=scenario.seed, target=cluster.target.name,
+                config=scenario.to_dict(), versions=versions(cluster), replay=scenario.replay)
+    recorder = Recorder(hist_path, meta)
+    workload = Workload(cluster.target, lambda: cluster.api_url, recorder, concurrency=scenario.concurrency)
+    nemesis = Nemesis(cluster, recorder)
+    errors: list[str] = []
+    wl_error: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            workload.run_sync(scenario.plans)
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
+            wl_error.append(exc)
+
+    thread = threading.Thread(target=drive, name=f"workload-{scenario.name}", daemon=True)
+    thread.start()
+    stop = threading.Event()
+    try:
+        errors += nemesis.run_schedule(scenario.schedule, workload.t0, stop)
+    finally:
+        stop.set()
+        errors += nemesis.heal_all()
+    try:
+        wait_healthy(cluster)
+        last_submit = workload.t0 + max((p.at for p in scenario.plans), default=0.0)
+        workload.quiesce_deadline = max(time.monotonic(), last_submit) + scenario.quiesce
+        thread.join(scenario.quiesce + max((p.at for p in scenario.plans), default=0.0) + 120)
+        if thread.is_alive():
+            raise ClusterError("the workload did not finish after its quiesce deadline")
+        if wl_error:
+            raise wl_error[0]
+        try:
+            ledger = fetch_ledger(cluster, since=meta.started_wall - 1.0)
+            if ledger is not None:
+                recorder.probe("ledger", ledger)
+        except ChaosError as exc:
+            errors.append(str(exc))
+            recorder.note(f"probe failed: {exc}")
+        for e in errors:
+            recorder.note(e)
+    finally:
+        recorder.close()
+        if report_dir is not None:
+            cluster.keep_logs(report_dir / "logs" / scenario.name)
+    history = recorder.history()
+    result = check_all(history, scenario.check)
+    return ScenarioResult(scenario, history, result, time.monotonic() - started, hist_path, errors)

@@ -1,0 +1,197 @@
+"""The workload client: submits, cancels and polls tasks through the target's HTTP API and records every op.
+
+Each task plan is one Jepsen "process": its ops (submit, cancel, status polls, the final drain read) run one
+after another, so every invoke has exactly one completion. Outcomes follow Jepsen: ``ok`` it happened, ``fail``
+it certainly did not (a 4xx, a refused connection), ``info`` nobody knows (a timeout, a reset, a 5xx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import httpx
+
+from chaos.history import Recorder
+from chaos.target import TERMINAL_STATES, Target
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """One task of a workload: what to submit, when, and whether (and when) to cancel it."""
+
+    kind: str
+    priority: int = 5
+    at: float = 0.0  # seconds after the start of the run
+    cancel_after: float | None = None  # seconds after the submit was acknowledged
+    idempotency_key: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TaskPlan:
+        return cls(**d)
+
+
+def classify(exc: BaseException) -> str:
+    """``fail`` when the request certainly never reached the server, ``info`` when it may have."""
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return "fail"
+    return "info"
+
+
+class Workload:
+    """Runs task plans against a target; ``quiesce_deadline`` ends the polling (set by the runner)."""
+
+    def __init__(self, target: Target, base_url: Callable[[], str], recorder: Recorder, *,
+                 concurrency: int = 10, request_timeout: float = 5.0, poll_interval: float = 0.25) -> None:
+        self.target = target
+        self.http = target.http
+        self.base_url = base_url
+        self.recorder = recorder
+        self.concurrency = concurrency
+        self.request_timeout = request_timeout
+        self.poll_interval = poll_interval
+        self.quiesce_deadline = math.inf
+        self.t0 = time.monotonic()
+        self.acknowledged: dict[str, int] = {}  # task id -> process
+        self.last_status: dict[str, str] = {}
+        self._sem: asyncio.Semaphore | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    # plumbing -------------------------------------------------------------------------------------------------
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        h = {"Authorization": f"Bearer {self.http.token}"} if self.http.token else {}
+        return {**h, **(extra or {})}
+
+    async def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        assert self._sem is not None and self._client is not None
+        async with self._sem:
+            return await self._client.request(method, self.base_url() + path, timeout=self.request_timeout, **kw)
+
+    # operations -----------------------------------------------------------------------------------------------
+    async def submit(self, process: int, plan: TaskPlan) -> str | None:
+        kind = self.target.kind(plan.kind)
+        body = dict(kind.body)
+        if self.http.priority_field:
+            body[self.http.priority_field] = plan.priority
+        extra = {self.http.idempotency_header: plan.idempotency_key} if (
+            plan.idempotency_key and self.http.idempotency_header) else None
+        inv = self.recorder.invoke(process, "submit", value={
+            "kind": plan.kind, "priority": plan.priority, "expect": kind.expect,
+            "idempotency_key": plan.idempotency_key, "units": kind.units})
+        try:
+            r = await self._request(self.http.submit_method, self.http.submit_path, json=body,
+                                    headers=self._headers(extra))
+        except httpx.HTTPError as exc:
+            self.recorder.complete(inv, classify(exc), error=f"{type(exc).__name__}: {exc}")
+            return None
+        if r.status_code >= 500:
+            self.recorder.info(inv, value={"status_code": r.status_code}, error=r.text[:300])
+            return None
+        if r.status_code >= 300:
+            self.recorder.fail(inv, value={"status_code": r.status_code}, error=r.text[:300])
+            return None
+        data = _json(r)
+        task_id = str(data.get(self.http.task_id_field, ""))
+        if not task_id:
+            self.recorder.info(inv, value={"status_code": r.status_code, "body": data},
+                               error=f"no {self.http.task_id_field} in the reply")
+            return None
+        self.recorder.ok(inv, task_id=task_id, value={
+            "task_id": task_id, "status": data.get(self.http.status_field),
+            "mode": data.get(self.http.mode_field) if self.http.mode_field else None, "status_code": r.status_code})
+        self.acknowledged.setdefault(task_id, process)
+        return task_id
+
+    async def status(self, process: int, task_id: str, f: str = "status") -> str | None:
+        inv = self.recorder.invoke(process, f, task_id=task_id)
+        try:
+            r = await self._request("GET", self.http.status_path.format(task_id=task_id), headers=self._headers())
+        except httpx.HTTPError as exc:
+            self.recorder.complete(inv, classify(exc), error=f"{type(exc).__name__}: {exc}")
+            return None
+        if r.status_code == 404:
+            self.recorder.ok(inv, value={"status": "NOT_FOUND", "status_code": 404})
+            self.last_status[task_id] = "NOT_FOUND"
+            return "NOT_FOUND"
+        if r.status_code != 200:
+            phase = "info" if r.status_code >= 500 else "fail"
+            self.recorder.complete(inv, phase, value={"status_code": r.status_code}, error=r.text[:300])
+            return None
+        data = _json(r)
+        status = str(data.get(self.http.status_field))
+        self.recorder.ok(inv, value={"status": status, "status_code": 200,
+                                     "mode": data.get(self.http.mode_field) if self.http.mode_field else None,
+                                     "attempts": data.get("attempts"), "error": data.get("error")})
+        self.last_status[task_id] = status
+        return status
+
+    async def cancel(self, process: int, task_id: str) -> bool:
+        inv = self.recorder.invoke(process, "cancel", task_id=task_id)
+        try:
+            r = await self._request(self.http.cancel_method, self.http.cancel_path.format(task_id=task_id),
+                                    headers=self._headers())
+        except httpx.HTTPError as exc:
+            self.recorder.complete(inv, classify(exc), error=f"{type(exc).__name__}: {exc}")
+            return False
+        if r.status_code == 200:
+            data = _json(r)
+            self.recorder.ok(inv, value={"status": data.get(self.http.status_field), "status_code": 200})
+            return True
+        phase = "info" if r.status_code >= 500 else "fail"
+        self.recorder.complete(inv, phase, value={"status_code": r.status_code}, error=r.text[:300])
+        return False
+
+    # the run ----------------------------------------------------------------------------------------------------
+    async def _one(self, process: int, plan: TaskPlan) -> None:
+        delay = self.t0 + plan.at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task_id = None
+        while task_id is None:
+            task_id = await self.submit(process, plan)
+            if task_id is not None or time.monotonic() > self.quiesce_deadline:
+                break
+            if not plan.idempotency_key:
+                return  # a failed or unknown submit without a key is not retried (it may exist: info)
+            await asyncio.sleep(self.poll_interval)  # with a key, retrying is safe: that is what keys are for
+        if task_id is None:
+            return
+        acked = time.monotonic()
+        cancelled = plan.cancel_after is None
+        while time.monotonic() < self.quiesce_deadline:
+            if not cancelled and time.monotonic() - acked >= (plan.cancel_after or 0.0):
+                await self.cancel(process, task_id)
+                cancelled = True
+                continue
+            status = await self.status(process, task_id)
+            if status in TERMINAL_STATES and cancelled:
+                return
+            await asyncio.sleep(self.poll_interval)
+
+    async def run(self, plans: list[TaskPlan]) -> None:
+        """Run every plan to its end: terminal, or the quiesce deadline. Then one final ``drain`` read each."""
+        self._sem = asyncio.Semaphore(self.concurrency)
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        async with httpx.AsyncClient(limits=limits) as client:
+            self._client = client
+            await asyncio.gather(*(self._one(i, p) for i, p in enumerate(plans)))
+            await asyncio.gather(*(self.status(proc, tid, f="drain") for tid, proc in self.acknowledged.items()))
+        self._client = None
+
+    def run_sync(self, plans: list[TaskPlan]) -> None:
+        asyncio.run(self.run(plans))
+
+
+def _json(r: httpx.Response) -> dict[str, Any]:
+    try:
+        data = r.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
