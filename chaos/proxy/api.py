@@ -22,8 +22,17 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20
 HEADER_TIMEOUT = 60.0
-REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 403: "Forbidden",
-           404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 500: "Internal Server Error"}
+REASONS = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    500: "Internal Server Error",
+}
 
 Response = tuple[int, Any]
 Handler = Callable[..., Awaitable[Response]]
@@ -38,26 +47,24 @@ class ApiServer:
         self._clients: set[asyncio.StreamWriter] = set()
         self.host = ""
         self.port = 0
-        self.routes: list[tuple[str, re.Pattern[str], Handler]] = [
-            (m, re.compile(f"^{p}$"), h)
-            for m, p, h in [
-                ("GET", "/version", self.version),
-                ("POST", "/reset", self.reset),
-                ("GET", "/proxies", self.proxy_index),
-                ("POST", "/proxies", self.proxy_create),
-                ("POST", "/populate", self.populate),
-                ("GET", "/proxies/([^/]+)", self.proxy_show),
-                ("POST", "/proxies/([^/]+)", self.proxy_update),
-                ("PATCH", "/proxies/([^/]+)", self.proxy_update),
-                ("DELETE", "/proxies/([^/]+)", self.proxy_delete),
-                ("GET", "/proxies/([^/]+)/toxics", self.toxic_index),
-                ("POST", "/proxies/([^/]+)/toxics", self.toxic_create),
-                ("GET", "/proxies/([^/]+)/toxics/([^/]+)", self.toxic_show),
-                ("POST", "/proxies/([^/]+)/toxics/([^/]+)", self.toxic_update),
-                ("PATCH", "/proxies/([^/]+)/toxics/([^/]+)", self.toxic_update),
-                ("DELETE", "/proxies/([^/]+)/toxics/([^/]+)", self.toxic_delete),
-            ]
+        table: list[tuple[str, str, Handler]] = [
+            ("GET", "/version", self.version),
+            ("POST", "/reset", self.reset),
+            ("GET", "/proxies", self.proxy_index),
+            ("POST", "/proxies", self.proxy_create),
+            ("POST", "/populate", self.populate),
+            ("GET", "/proxies/([^/]+)", self.proxy_show),
+            ("POST", "/proxies/([^/]+)", self.proxy_update),
+            ("PATCH", "/proxies/([^/]+)", self.proxy_update),
+            ("DELETE", "/proxies/([^/]+)", self.proxy_delete),
+            ("GET", "/proxies/([^/]+)/toxics", self.toxic_index),
+            ("POST", "/proxies/([^/]+)/toxics", self.toxic_create),
+            ("GET", "/proxies/([^/]+)/toxics/([^/]+)", self.toxic_show),
+            ("POST", "/proxies/([^/]+)/toxics/([^/]+)", self.toxic_update),
+            ("PATCH", "/proxies/([^/]+)/toxics/([^/]+)", self.toxic_update),
+            ("DELETE", "/proxies/([^/]+)/toxics/([^/]+)", self.toxic_delete),
         ]
+        self.routes = [(m, re.compile(f"^{p}$"), h) for m, p, h in table]
 
     # -- server ---------------------------------------------------------------------------------------------
 
@@ -206,7 +213,7 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[st
             raise _BadRequest("malformed header")
         headers[key.strip().lower()] = value.strip()
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = bytearray()
+        chunked = bytearray()
         while True:
             size_line = await reader.readline()
             try:
@@ -217,11 +224,11 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[st
                 while (await reader.readline()) not in (b"\r\n", b"\n", b""):
                     pass
                 break
-            if len(body) + size > MAX_BODY:
+            if len(chunked) + size > MAX_BODY:
                 raise _BadRequest("body too large")
-            body += await reader.readexactly(size)
+            chunked += await reader.readexactly(size)
             await reader.readline()
-        return method.upper(), target, headers, bytes(body)
+        return method.upper(), target, headers, bytes(chunked)
     try:
         length = int(headers.get("content-length", "0"))
     except ValueError:

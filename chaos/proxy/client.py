@@ -178,7 +178,12 @@ class ToxiproxyClient:
         name: str | None = None,
         **attributes: Any,
     ) -> Toxic:
-        body: dict[str, Any] = {"type": type, "stream": stream, "toxicity": toxicity, "attributes": attributes}
+        body: dict[str, Any] = {
+            "type": type,
+            "stream": stream,
+            "toxicity": toxicity,
+            "attributes": attributes,
+        }
         if name:
             body["name"] = name
         return Toxic.from_json(self._request("POST", f"/proxies/{_name(proxy)}/toxics", body))
@@ -213,7 +218,9 @@ class ToxiproxyClient:
     def timeout(self, proxy: str | Proxy, timeout_ms: int, stream: str = "downstream", **kw: Any) -> Toxic:
         return self.add_toxic(proxy, "timeout", stream, timeout=int(timeout_ms), **kw)
 
-    def reset_peer(self, proxy: str | Proxy, timeout_ms: int = 0, stream: str = "downstream", **kw: Any) -> Toxic:
+    def reset_peer(
+        self, proxy: str | Proxy, timeout_ms: int = 0, stream: str = "downstream", **kw: Any
+    ) -> Toxic:
         return self.add_toxic(proxy, "reset_peer", stream, timeout=int(timeout_ms), **kw)
 
     def slicer(
@@ -226,8 +233,13 @@ class ToxiproxyClient:
         **kw: Any,
     ) -> Toxic:
         return self.add_toxic(
-            proxy, "slicer", stream, average_size=int(average_size), size_variation=int(size_variation),
-            delay=int(delay_us), **kw,
+            proxy,
+            "slicer",
+            stream,
+            average_size=int(average_size),
+            size_variation=int(size_variation),
+            delay=int(delay_us),
+            **kw,
         )
 
     def limit_data(self, proxy: str | Proxy, nbytes: int, stream: str = "downstream", **kw: Any) -> Toxic:

@@ -452,8 +452,11 @@ class ProxyCollection:
                     continue
                 await self.delete(name)
             try:
-                result.append(await self.create({"name": name, "listen": listen, "upstream": upstream,
-                                                 "enabled": enabled}))
+                result.append(
+                    await self.create(
+                        {"name": name, "listen": listen, "upstream": upstream, "enabled": enabled}
+                    )
+                )
             except ApiError as exc:
                 return result, exc
         return result, None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -161,7 +161,7 @@ class Toxic:
     def attach(self, state: ToxicState) -> None:
         """Called when the toxic starts applying to a link (e.g. to arm a timer)."""
 
-    async def pipe(self, chunk: Chunk, state: ToxicState) -> AsyncIterator[Chunk]:
+    async def pipe(self, chunk: Chunk, state: ToxicState) -> AsyncGenerator[Chunk, None]:
         yield chunk
 
     async def on_eof(self, state: ToxicState) -> None:
@@ -186,7 +186,7 @@ class Latency(Toxic):
     type = "latency"
     ATTRIBUTES = {"latency": 0, "jitter": 0}
 
-    async def pipe(self, chunk: Chunk, state: ToxicState) -> AsyncIterator[Chunk]:
+    async def pipe(self, chunk: Chunk, state: ToxicState) -> AsyncGenerator[Chunk, None]:
         delay = self.latency
         if self.jitter > 0:
             delay += state.rng.randint(-self.jitter, self.jitter)
@@ -204,7 +204,7 @@ class Bandwidth(Toxic):
     type = "bandwidth"
     ATTRIBUTES = {"rate": 0}
 
-    async def pipe(self, chunk: Chunk, state: ToxicState) -> AsyncIterator[Chunk]:
+    async def pipe(self, chunk: Chunk, state: ToxicState) -> AsyncGenerator[Chunk, None]:
         rate = self.rate
         if rate <= 0:
             yield chunk
@@ -248,7 +248,7 @@ class Timeout(Toxic):
         if self.timeout > 0:
             state.call_later(self.timeout / 1000.0, state.close_connection)
 
-    async def pipe(self, chunk: Chunk, state: ToxicState) -> AsyncIterator[Chunk]:
+    async def pipe(self, chunk: Chunk, state: ToxicState) -> AsyncGenerator[Chunk, None]:
         await state.wait_removed()
         yield chunk
 
@@ -262,7 +262,7 @@ class ResetPeer(Toxic):
     type = "reset_peer"
     ATTRIBUTES = {"timeout": 0}
 
-    async def pipe(self, chunk: Chunk, state: ToxicState) -> AsyncIterator[Chunk]:
+    async def pipe(self, chunk: Chunk, state: ToxicState) -> AsyncGenerator[Chunk, None]:
         if await state.sleep(self.timeout / 1000.0):
             raise CloseConnection(reset=True)
         yield chunk
@@ -278,7 +278,7 @@ class Slicer(Toxic):
     type = "slicer"
     ATTRIBUTES = {"average_size": 0, "size_variation": 0, "delay": 0}
 
-    async def pipe(self, chunk: Chunk, state: ToxicState) -> AsyncIterator[Chunk]:
+    async def pipe(self, chunk: Chunk, state: ToxicState) -> AsyncGenerator[Chunk, None]:
         average = self.average_size
         if average <= 0:
             yield chunk
@@ -303,7 +303,7 @@ class LimitData(Toxic):
     type = "limit_data"
     ATTRIBUTES = {"bytes": 0}
 
-    async def pipe(self, chunk: Chunk, state: ToxicState) -> AsyncIterator[Chunk]:
+    async def pipe(self, chunk: Chunk, state: ToxicState) -> AsyncGenerator[Chunk, None]:
         sent = state.data.get("sent", 0)
         remaining = self.bytes - sent
         if remaining > 0:

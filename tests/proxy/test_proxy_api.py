@@ -25,10 +25,12 @@ def test_version(client: ToxiproxyClient, http: httpx.Client) -> None:
     assert http.get("/version").json() == {"version": client.version()}
 
 
-def test_create_returns_real_port_and_listing_shape(client: ToxiproxyClient, http: httpx.Client,
-                                                    redis_port: int) -> None:
-    resp = http.post("/proxies", json={"name": "shape", "listen": "127.0.0.1:0",
-                                       "upstream": f"127.0.0.1:{redis_port}"})
+def test_create_returns_real_port_and_listing_shape(
+    client: ToxiproxyClient, http: httpx.Client, redis_port: int
+) -> None:
+    resp = http.post(
+        "/proxies", json={"name": "shape", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{redis_port}"}
+    )
     assert resp.status_code == 201
     body = resp.json()
     assert body["name"] == "shape" and body["enabled"] is True and body["toxics"] == []
@@ -48,10 +50,17 @@ def test_create_disabled_proxy_does_not_listen(client: ToxiproxyClient, redis_po
 
 
 def test_toxic_defaults_and_crud(client: ToxiproxyClient, redis_proxy: Proxy, http: httpx.Client) -> None:
-    resp = http.post(f"/proxies/{redis_proxy.name}/toxics", json={"type": "latency", "attributes": {"latency": 5}})
+    resp = http.post(
+        f"/proxies/{redis_proxy.name}/toxics", json={"type": "latency", "attributes": {"latency": 5}}
+    )
     assert resp.status_code == 200
-    assert resp.json() == {"name": "latency_downstream", "type": "latency", "stream": "downstream",
-                           "toxicity": 1.0, "attributes": {"latency": 5, "jitter": 0}}
+    assert resp.json() == {
+        "name": "latency_downstream",
+        "type": "latency",
+        "stream": "downstream",
+        "toxicity": 1.0,
+        "attributes": {"latency": 5, "jitter": 0},
+    }
     client.add_toxic(redis_proxy, "bandwidth", stream="upstream", name="bw", rate=1000)
     assert [t.name for t in client.toxics(redis_proxy)] == ["latency_downstream", "bw"]
     assert client.get_toxic(redis_proxy, "bw").attributes == {"rate": 1000}
@@ -85,8 +94,9 @@ def test_toxic_defaults_and_crud(client: ToxiproxyClient, redis_proxy: Proxy, ht
         ("GET", "/nothing-here", None, 404),
     ],
 )
-def test_error_codes(http: httpx.Client, redis_proxy: Proxy, method: str, path: str, body: object,
-                     status: int) -> None:
+def test_error_codes(
+    http: httpx.Client, redis_proxy: Proxy, method: str, path: str, body: object, status: int
+) -> None:
     resp = http.request(method, path.format(p=redis_proxy.name), json=body)
     assert resp.status_code == status, resp.text
     data = resp.json()
@@ -125,8 +135,9 @@ def test_browser_user_agent_is_refused(http: httpx.Client) -> None:
     assert http.get("/proxies", headers={"User-Agent": "Mozilla/5.0"}).status_code == 403
 
 
-def test_reset_enables_all_and_removes_toxics(client: ToxiproxyClient, redis_port: int,
-                                              http: httpx.Client) -> None:
+def test_reset_enables_all_and_removes_toxics(
+    client: ToxiproxyClient, redis_port: int, http: httpx.Client
+) -> None:
     a = client.create("a", "127.0.0.1:0", f"127.0.0.1:{redis_port}")
     b = client.create("b", "127.0.0.1:0", f"127.0.0.1:{redis_port}")
     client.latency(a, 500)
@@ -139,8 +150,9 @@ def test_reset_enables_all_and_removes_toxics(client: ToxiproxyClient, redis_por
         assert redis.Redis(port=proxy.port, socket_timeout=0.4).ping()
 
 
-def test_populate_is_idempotent_and_replaces_changed(client: ToxiproxyClient, redis_port: int,
-                                                     echo_port: int, http: httpx.Client) -> None:
+def test_populate_is_idempotent_and_replaces_changed(
+    client: ToxiproxyClient, redis_port: int, echo_port: int, http: httpx.Client
+) -> None:
     wanted = [
         {"name": "p1", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{redis_port}"},
         {"name": "p2", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{echo_port}", "enabled": False},

@@ -18,8 +18,9 @@ def live(server: ToxiproxyServer, name: str) -> tuple[int, int]:
     """(open connections of the proxy, tasks on the server loop)."""
     assert server.api is not None
     proxies = server.api.collection.proxies
-    return server.call(lambda: (len(proxies[name].connections) if name in proxies else 0,
-                                len(asyncio.all_tasks())))
+    return server.call(
+        lambda: (len(proxies[name].connections) if name in proxies else 0, len(asyncio.all_tasks()))
+    )
 
 
 def wait_for(predicate, timeout: float = 3.0) -> None:  # type: ignore[no-untyped-def]
@@ -34,8 +35,9 @@ def ping(sock: socket.socket) -> None:
     assert sock.recv(7) == b"+PONG\r\n"
 
 
-def test_closed_clients_leave_no_connection_or_task(proxy_server: ToxiproxyServer, client: ToxiproxyClient,
-                                                    redis_proxy: Proxy) -> None:
+def test_closed_clients_leave_no_connection_or_task(
+    proxy_server: ToxiproxyServer, client: ToxiproxyClient, redis_proxy: Proxy
+) -> None:
     baseline_tasks = live(proxy_server, redis_proxy.name)[1]
     client.latency(redis_proxy, 5)
     client.slicer(redis_proxy, 2, 1, 10, stream="upstream")
@@ -49,8 +51,9 @@ def test_closed_clients_leave_no_connection_or_task(proxy_server: ToxiproxyServe
     wait_for(lambda: live(proxy_server, redis_proxy.name) == (0, baseline_tasks))
 
 
-def test_held_connections_are_dropped_by_disable_and_delete(proxy_server: ToxiproxyServer,
-                                                            client: ToxiproxyClient, redis_proxy: Proxy) -> None:
+def test_held_connections_are_dropped_by_disable_and_delete(
+    proxy_server: ToxiproxyServer, client: ToxiproxyClient, redis_proxy: Proxy
+) -> None:
     baseline_tasks = live(proxy_server, redis_proxy.name)[1]
     socks = [socket.create_connection((redis_proxy.host, redis_proxy.port), timeout=2) for _ in range(3)]
     client.cut(redis_proxy)
@@ -72,8 +75,9 @@ def test_held_connections_are_dropped_by_disable_and_delete(proxy_server: Toxipr
     wait_for(lambda: live(proxy_server, redis_proxy.name)[1] == baseline_tasks)
 
 
-def test_server_close_of_upstream_reaches_client(client: ToxiproxyClient, redis_proxy: Proxy,
-                                                 proxy_server: ToxiproxyServer) -> None:
+def test_server_close_of_upstream_reaches_client(
+    client: ToxiproxyClient, redis_proxy: Proxy, proxy_server: ToxiproxyServer
+) -> None:
     s = socket.create_connection((redis_proxy.host, redis_proxy.port), timeout=2)
     s.sendall(b"QUIT\r\n")
     assert s.recv(5) == b"+OK\r\n"

@@ -25,7 +25,11 @@ def start(*args: str) -> tuple[subprocess.Popen[str], int]:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
         [sys.executable, "-m", "chaos.proxy", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
@@ -34,12 +38,14 @@ def start(*args: str) -> tuple[subprocess.Popen[str], int]:
         pytest.fail(f"no ready line; stderr: {proc.stderr.read() if proc.stderr else ''}")
     prefix = "toxiproxy listening on 127.0.0.1:"
     assert line.startswith(prefix), line
-    return proc, int(line[len(prefix):])
+    return proc, int(line[len(prefix) :])
 
 
 def listening_ports(pid: int) -> set[int]:
     process = psutil.Process(pid)
-    conns = process.net_connections("tcp") if hasattr(process, "net_connections") else process.connections("tcp")
+    conns = (
+        process.net_connections("tcp") if hasattr(process, "net_connections") else process.connections("tcp")
+    )
     return {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN}
 
 
@@ -80,7 +86,9 @@ def test_process_host_port_flags_and_config(tmp_path: Path, redis_port: int) -> 
         s.bind(("127.0.0.1", 0))
         api_port = s.getsockname()[1]
     config = tmp_path / "toxiproxy.json"
-    config.write_text(json.dumps([{"name": "r", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{redis_port}"}]))
+    config.write_text(
+        json.dumps([{"name": "r", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{redis_port}"}])
+    )
     proc, port = start("--host", "127.0.0.1", "--port", str(api_port), "--config", str(config))
     try:
         assert port == api_port
@@ -99,7 +107,10 @@ def test_process_reports_busy_port(redis_port: int) -> None:
     start_time = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "chaos.proxy", "--listen", f"127.0.0.1:{redis_port}"],
-        capture_output=True, text=True, timeout=20, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        cwd=ROOT,
     )
     assert proc.returncode == 1
     assert "cannot listen" in proc.stderr
