@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from chaos.proxy.server import VERSION, ApiError, ProxyCollection
+from chaos.proxy.server import VERSION, ApiError, ProxyCollection, join_hostport, listen_on
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,8 @@ class ApiServer:
     # -- server ---------------------------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 8474) -> None:
-        self._server = await asyncio.start_server(self._client, host, port, reuse_address=True)
-        self.host = host
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._server = await listen_on(self._client, join_hostport(host, port))
+        self.host, self.port = self._server.sockets[0].getsockname()[:2]
 
     async def close(self) -> None:
         if self._server is not None:
@@ -89,7 +88,7 @@ class ApiServer:
         try:
             while True:
                 try:
-                    request = await asyncio.wait_for(_read_request(reader), HEADER_TIMEOUT)
+                    request = await asyncio.wait_for(_read_request(reader, writer), HEADER_TIMEOUT)
                 except _BadRequest as exc:
                     await _write_response(writer, 400, {"error": str(exc), "status": 400}, False)
                     return
@@ -193,7 +192,9 @@ class _BadRequest(Exception):
     pass
 
 
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes] | None:
+async def _read_request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> tuple[str, str, dict[str, str], bytes] | None:
     line = await reader.readline()
     while line in (b"\r\n", b"\n"):  # tolerate stray blank lines between requests
         line = await reader.readline()
@@ -212,6 +213,8 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[st
         if not sep:
             raise _BadRequest("malformed header")
         headers[key.strip().lower()] = value.strip()
+    if headers.get("expect", "").lower() == "100-continue":
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     if "chunked" in headers.get("transfer-encoding", "").lower():
         chunked = bytearray()
         while True:

@@ -68,6 +68,17 @@ def join_hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+async def listen_on(callback: Any, address: str) -> asyncio.base_events.Server:
+    """Listen on ONE address (like Go's net.Listen): ``localhost:0`` must not get two sockets, two ports."""
+    host, port = split_hostport(address)
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not infos:
+        raise OSError(f"cannot resolve {host}")
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)  # prefer IPv4, as Go does for "localhost"
+    bind_host = str(infos[0][4][0])
+    return await asyncio.start_server(callback, bind_host, port, reuse_address=True)
+
+
 def _rng_from_env() -> random.Random:
     seed = os.environ.get("CHAOS_PROXY_SEED")
     return random.Random(seed) if seed not in (None, "") else random.Random()
@@ -266,13 +277,12 @@ class Proxy:
     async def start(self) -> None:
         if self.enabled:
             return
-        host, port = split_hostport(self.listen)
         try:
-            self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+            self._server = await listen_on(self._accept, self.listen)
         except OSError as exc:
             raise ApiError(f"listen tcp {self.listen}: {exc.strerror or exc}", 500) from None
-        sockname = self._server.sockets[0].getsockname()
-        self.listen = join_hostport(host, sockname[1])  # port 0 -> the real port, kept on re-enable
+        # Port 0 -> the real address and port, kept for re-enabling (as Toxiproxy does).
+        self.listen = join_hostport(*self._server.sockets[0].getsockname()[:2])
         self.enabled = True
 
     async def stop(self) -> None:
@@ -401,11 +411,8 @@ class ProxyCollection:
         if name in self.proxies:
             raise ApiError("proxy already exists", 409)
         proxy = Proxy(name, listen, upstream, self.rng)
-        if enabled:
+        if enabled:  # a disabled proxy binds nothing until enabled
             await proxy.start()
-        else:
-            # A disabled proxy still reserves nothing; its listen address is taken when enabled.
-            pass
         self.proxies[name] = proxy
         return proxy
 
@@ -422,11 +429,8 @@ class ProxyCollection:
         split_hostport(upstream)
         if listen != proxy.listen or upstream != proxy.upstream:
             # Toxiproxy restarts the proxy, dropping active connections.
-            was_enabled = proxy.enabled
             await proxy.stop()
             proxy.listen, proxy.upstream = listen, upstream
-            if was_enabled and enabled:
-                await proxy.start()
         if enabled and not proxy.enabled:
             await proxy.start()
         elif not enabled and proxy.enabled:
