@@ -40,6 +40,8 @@ import docker  # noqa: E402
 import docker.errors  # noqa: E402
 import psutil  # noqa: E402
 import redis as redis_lib  # noqa: E402
+from redis.backoff import NoBackoff  # noqa: E402
+from redis.retry import Retry  # noqa: E402
 from testcontainers.core.container import DockerContainer  # noqa: E402
 from testcontainers.core.network import Network  # noqa: E402
 from testcontainers.core.wait_strategies import HttpWaitStrategy, LogMessageWaitStrategy, WaitStrategy  # noqa: E402
@@ -365,7 +367,7 @@ class DockerRedis(RedisNode, DockerNode):
     def client(self, timeout: float = 1.0) -> redis_lib.Redis:
         ep = self.endpoint
         return redis_lib.Redis(host=ep.host, port=ep.port, socket_timeout=timeout, socket_connect_timeout=timeout,
-                               retry=None, retry_on_timeout=False)
+                               retry=Retry(NoBackoff(), 0))  # redis-py >= 6 retries by default: faults must show
 
     @property
     def endpoint(self) -> Endpoint:
