@@ -143,6 +143,9 @@ class Link:
             self.conn.close(reset=True)
         except OSError:
             self.conn.close(abort=True)
+        except Exception:  # a bug must cost one connection, not leak it
+            log.exception("proxy %s: %s reader failed", self.conn.proxy.name, self.stream)
+            self.conn.close(abort=True)
 
     async def pump(self) -> None:
         try:
@@ -157,6 +160,9 @@ class Link:
         except ConnectionResetError:
             self.conn.close(reset=True)
         except OSError:
+            self.conn.close(abort=True)
+        except Exception:
+            log.exception("proxy %s: %s pump failed", self.conn.proxy.name, self.stream)
             self.conn.close(abort=True)
 
     async def _process(self, chunk: Chunk, applied: frozenset[ToxicState]) -> None:

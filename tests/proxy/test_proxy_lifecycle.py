@@ -100,3 +100,25 @@ def test_embedded_server_stop_closes_everything(redis_port: int) -> None:
     for port in (server.port, proxy.port):
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=1)
+
+
+def test_held_link_pushes_back_instead_of_buffering(client: ToxiproxyClient, echo_proxy: Proxy) -> None:
+    """With the reply direction held, the sender must soon block: the proxy buffers a bounded amount only."""
+    client.timeout(echo_proxy, 0)  # downstream held: echoes pile up in the proxy unless it pushes back
+    sock = socket.create_connection((echo_proxy.host, echo_proxy.port), timeout=2)
+    sock.setblocking(False)
+    block = b"z" * 65536
+    sent = 0
+    stalled_since = None
+    while sent < 256 * 1024 * 1024:
+        try:
+            sent += sock.send(block)
+            stalled_since = None
+        except BlockingIOError:
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since > 0.5:
+                break
+            time.sleep(0.01)
+    sock.close()
+    # Kernel socket buffers on 4 sockets account for most of this; without backpressure it would be 256 MB.
+    assert sent < 64 * 1024 * 1024, sent
