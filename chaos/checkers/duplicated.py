@@ -2,7 +2,7 @@
 workers at once. Needs the ledger (unknown without it).
 
 An execution whose worker process was killed never records ``finished_at``; it is taken to have ended at the
-kill (a ``kill``/``crash`` fault on its worker's node started after it), otherwise it stays open and any later
+kill (a process-ending fault on its worker's node open at or after its start), otherwise it stays open and any later
 execution overlaps it. ``fenced`` executions (stopped from committing by the target) never count.
 
 With ``duplicates_allowed`` (at-least-once targets) every anomaly is kept as an informational finding of kind
@@ -26,18 +26,25 @@ def node_runs_worker(node: str, worker: str) -> bool:
     return node == worker or node in worker.split("@")
 
 
+# Faults that end processes (SIGKILL, cold/warm shutdown, restart, scale-down). Pauses and network faults do not:
+# an execution on a paused or cut-off worker is still alive, and a second one beside it is a real duplicate.
+PROCESS_ENDING = ("kill", "crash", "quit", "term", "restart", "stop", "scale")
+
+
 def _kills(history: History) -> list[FaultWindow]:
-    return [w for w in history.fault_windows() if "kill" in w.name or "crash" in w.name]
+    return [w for w in history.fault_windows() if any(word in w.name for word in PROCESS_ENDING)]
 
 
 def effective_end(execution: Execution, kills: list[FaultWindow]) -> float | None:
-    """When the execution stopped: its finish, else the first kill of its worker after it started, else None."""
+    """When the execution stopped: its finish, else the process-ending fault of its worker that was open when
+    it started or came after (a kill lands some milliseconds after its window opens), else None."""
     if execution.finished_at is not None:
         return execution.finished_at
     ends = [
-        w.start_wall
+        max(w.start_wall, execution.started_at)
         for w in kills
-        if node_runs_worker(w.node, execution.worker) and w.start_wall >= execution.started_at
+        if node_runs_worker(w.node, execution.worker)
+        and (w.end_wall is None or w.end_wall >= execution.started_at)
     ]
     return min(ends) if ends else None
 

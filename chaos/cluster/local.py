@@ -220,7 +220,7 @@ class LocalRedis(RedisNode, LocalNode):
 
     def client(self, timeout: float = 1.0) -> redis_lib.Redis:
         return redis_lib.Redis(host="127.0.0.1", port=self.port, socket_timeout=timeout,
-                               socket_connect_timeout=timeout, retry=None, retry_on_timeout=False)
+                               socket_connect_timeout=timeout, retry=None)
 
     @property
     def endpoint(self) -> Endpoint:

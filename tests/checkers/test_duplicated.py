@@ -67,6 +67,20 @@ def test_killed_worker_execution_ends_at_the_kill():
     assert duplicated.check(_with(row).build()).valid is False
 
 
+def test_execution_started_just_after_the_kill_window_opened_ends_at_the_kill():
+    # The window opens a few ms before the SIGKILL lands: an execution starting in between still died.
+    row = ledger_task(
+        "k2",
+        executions=[
+            execution(2.03, None, outcome=None, worker="celery@worker-0"),
+            execution(10, 11, worker="celery@worker-1", attempt=2),
+        ],
+    )
+    assert duplicated.check(_with(row).fault("kill-worker", "worker-0", 2.0, 3.0).build()).valid is True
+    # A pause is not a death: the paused execution is still alive, so a second one beside it is a duplicate.
+    assert duplicated.check(_with(row).fault("pause-worker", "worker-0", 2.0, 3.0).build()).valid is False
+
+
 def test_duplicates_allowed_keeps_findings_as_information():
     row = ledger_task("d", effects=2, executions=[execution(1, 2), execution(3, 4, attempt=2)])
     r = duplicated.check(_with(row).build(), CheckConfig(duplicates_allowed=True))

@@ -1,0 +1,71 @@
+"""Every row of the original release checklist, as a chaos scenario against the target (pytest -m chaos)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from chaos.runner import run_scenario
+from chaos.scenarios import build
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+
+PLAN = [
+    "submit-status-cancel",
+    "worker-restart",
+    "worker-sigkill",
+    "pool-child-kill",
+    "worker-cold-shutdown",
+    "api-restart",
+    "redis-down-fallback",
+    "redis-restart-backlog",
+    "redis-pause",
+    "broker-client-kill",
+    "network-cut-workers",
+    "network-reset",
+    "durable-revoke",
+    "concurrent-10",
+    "concurrent-100",
+]
+
+
+def describe(result) -> str:  # noqa: ANN001
+    lines = [f"{f.checker}/{f.kind}: {f.message} tasks={f.task_ids[:5]}" for f in result.result.findings[:15]]
+    lines += result.errors
+    return "\n".join(lines)
+
+
+def test_health_answers_ok(chaos_cluster):
+    """Row 1 of the plan: /health answers 200, and says ok once the workers have reported in."""
+    deadline = time.monotonic() + 15
+    while True:
+        r = httpx.get(chaos_cluster.api_url + chaos_cluster.target.http.health_path, timeout=5)
+        assert r.status_code == 200
+        body = r.json()
+        if body.get("status") == "ok" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert body.get("status") == "ok", body
+
+
+@pytest.mark.parametrize("name", PLAN)
+def test_plan_row(name, chaos_cluster, chaos_report_dir, chaos_seed):
+    scenario = build(name, chaos_cluster.target)
+    scenario.seed = chaos_seed
+    result = run_scenario(chaos_cluster, scenario, chaos_report_dir)
+    assert result.result.valid is True and not result.errors, describe(result)
+    # the scenario did what it says: every fault of its schedule was injected and healed
+    windows = result.history.fault_windows()
+    assert len(windows) == len(scenario.schedule)
+    assert all(w.end is not None and not w.error for w in windows), [w.error for w in windows]
+
+
+def test_redis_memory_under_1gb_after_the_plan(chaos_cluster):
+    r = chaos_cluster.redis.client()
+    try:
+        used = int(r.info("memory")["used_memory"])
+    finally:
+        r.close()
+    assert used < 1024**3, f"Redis uses {used} bytes"
