@@ -154,8 +154,11 @@ def concurrent(n: int) -> Builder:
     def build(t: Target) -> Scenario:
         k = Kinds.of(t)
         plans = [TaskPlan(k.short, priority=i % 10, at=0.0) for i in range(n)]
-        return Scenario(f"concurrent-{n}", plans, [], concurrency=n, quiesce=60,
-                        description=f"{n} tasks submitted at once")
+        # n submits land at the same instant: their latency is queueing, not the single-submit target of
+        # 100 ms, so the bar scales with n (benchmarks report the real figures at 1/10/100/1000 clients).
+        check = CheckConfig(latency_p99_ms=max(100.0, 40.0 * n))
+        return Scenario(f"concurrent-{n}", plans, [], concurrency=n, quiesce=60, check=check,
+                        description=f"{n} tasks submitted at once (submit p99 bar {check.latency_p99_ms:.0f} ms)")
 
     return build
 
@@ -166,6 +169,7 @@ def concurrent_under_faults(t: Target) -> Scenario:
     schedule = [FaultSpec("kill-worker", "worker-1", at=0.8, duration=0.5),
                 FaultSpec("stop-redis", "redis", at=1.8, duration=1.5)]
     return Scenario("concurrent-100-faults", plans, schedule, concurrency=100, quiesce=90,
+                    check=CheckConfig(latency_p99_ms=4000.0),
                     description="100 tasks while a worker dies and Redis goes away")
 
 
@@ -194,8 +198,8 @@ def build(name: str, target: Target, check: CheckConfig | None = None) -> Scenar
         s = SCENARIOS[name](target)
     except KeyError:
         raise BadArguments(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}") from None
-    if check is not None:
-        s.check = check
+    if check is not None:  # the profile's thresholds, except where the scenario's nature needs a looser bar
+        s.check = replace(check, latency_p99_ms=max(check.latency_p99_ms, s.check.latency_p99_ms))
     if target.at_least_once:
         s.check = replace(s.check, duplicates_allowed=True)
     return s

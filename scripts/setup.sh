@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian/Ubuntu machine for celery-chaos: system packages, the Python package, and (where
+# Docker can run) a Docker daemon and the offline images of the reference target. Idempotent; run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# The distribution's redis service is not ours: the framework starts its own servers on free ports.
+if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
+  systemctl stop redis-server || true
+fi
+pkill -x redis-server 2>/dev/null || true
+
+python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+# Docker: start a daemon if none answers (CI machines and fresh VMs), then build the images offline.
+if [ "${CHAOS_SKIP_DOCKER:-0}" != "1" ]; then
+  if ! docker info >/dev/null 2>&1; then
+    (dockerd >/var/log/chaos-dockerd.log 2>&1 &)
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  fi
+  if docker info >/dev/null 2>&1; then
+    chaos images build || echo "setup: image build failed; docker tests will skip" >&2
+  else
+    echo "setup: no Docker daemon could be started; docker tests will skip" >&2
+  fi
+fi
+echo "setup: ready"
