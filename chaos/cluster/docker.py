@@ -192,12 +192,12 @@ class DockerNode(Node):
             return
         c = self.container
         try:
-            if self.paused or self.status == "paused":
-                c.unpause()
             if graceful:
+                if self.paused or self.status == "paused":
+                    c.unpause()  # a frozen process cannot act on SIGTERM
                 c.stop(timeout=max(1, int(round(timeout))))
             else:
-                c.kill()
+                c.kill()  # docker thaws a paused container after SIGKILL: no window where it runs again
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
@@ -221,9 +221,7 @@ class DockerNode(Node):
             return
         try:
             if sig == signal.SIGKILL:
-                if self.paused:
-                    self.container.unpause()  # a frozen cgroup is killed fine, but keep docker's state simple
-                self.container.kill()
+                self.container.kill()  # the whole container, paused or not
                 self.paused = False
                 self._wait_exited(10.0)
             else:
