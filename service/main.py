@@ -41,7 +41,7 @@ async def lifespan(app: FastAPI):
     sweeper = Sweeper(publisher, runner)
     app.state.publisher, app.state.runner, app.state.health, app.state.sweeper = publisher, runner, health, sweeper
     await health.refresh()
-    await publisher.warm_up()
+    await publisher.warm_up(connect=health.redis_up)
     resumed = await runner.resume_orphans()
     if resumed:
         log.warning("resumed %d orphaned fallback task(s)", resumed)

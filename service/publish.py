@@ -81,11 +81,13 @@ class Publisher:
             self.breaker.trip()
             return False
 
-    async def warm_up(self) -> None:
+    async def warm_up(self, connect: bool = True) -> None:
         """Open the producer connection before serving, so the first submit isn't slow."""
         loop = asyncio.get_running_loop()
 
         app.backend, app.amqp.router  # noqa: B018 - lazy imports cost ~40 ms on the first send_task
+        if not connect:
+            return
 
         def go() -> None:
             with app.producer_or_acquire() as producer:

@@ -1,0 +1,188 @@
+"""Fault semantics on private stacks: priorities, fallback, revocation, worker/child SIGKILL."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _executions_after_revoke(t: dict) -> list[dict]:
+    return [e for e in t["executions"] if t["revoked_at"] is not None and e["started_at"] >= t["revoked_at"]]
+
+
+def test_priority_backlog(make_stack):
+    st = make_stack(concurrency=1, env={"ROW_WORK_MS": "20"})
+    with st.client() as c:
+        blocker = st.submit(c, 2, priority=5)["celery_task_id"]  # 25 rows x 20 ms keeps the only slot busy
+        st.wait_status(c, blocker, "STARTED", timeout=10)
+        low = [st.submit(c, 1, priority=0)["celery_task_id"] for _ in range(4)]
+        mid = st.submit(c, 1, priority=5)["celery_task_id"]
+        high = st.submit(c, 1, priority=9)["celery_task_id"]
+        assert st.wait_status(c, blocker)["status"] == "SUCCESS"
+        for tid in low + [mid, high]:
+            assert st.wait_status(c, tid, timeout=30)["status"] == "SUCCESS"
+    started = {t["task_id"]: t["executions"][0]["started_at"] for t in st.ledger()["tasks"]}
+    assert started[high] < started[mid] < min(started[t] for t in low), started
+
+
+def test_revoke_queued_task_never_runs(make_stack):
+    st = make_stack(workers=0)  # nothing consumes yet: the task waits in Redis
+    with st.client() as c:
+        tid = st.submit(c, 1)["celery_task_id"]
+        assert c.delete(f"/api/data-sync/cancel-task/{tid}").json()["status"] == "REVOKED"
+        st.start_worker()  # the queued message is delivered now: fenced, not run
+        time.sleep(0.5)
+        st.workers[0].terminate()  # and a restart of every worker changes nothing
+        st.start_worker()
+        other = st.submit(c, 1)["celery_task_id"]
+        assert st.wait_status(c, other)["status"] == "SUCCESS"
+        time.sleep(2.5)  # > lease + several sweeps
+        t = st.ledger_task(tid)
+        assert t["state"] == "REVOKED" and t["executions"] == [] and t["effects"] == 0
+        assert c.get(f"/api/data-sync/task-status/{tid}").json()["status"] == "REVOKED"
+
+
+def test_worker_sigkill_mid_task_recovers(make_stack):
+    st = make_stack()
+    with st.client() as c:
+        fid = st.upload(c, 200)  # ~2 s of work
+        tid = st.submit(c, fid)["celery_task_id"]
+        st.wait_status(c, tid, "STARTED", timeout=10)
+        time.sleep(0.5)
+        st.workers[0].kill()  # SIGKILL the whole worker process group
+        killed_at = time.monotonic()
+        st.start_worker()
+        final = st.wait_status(c, tid, timeout=15)
+        assert final["status"] == "SUCCESS", final
+        assert time.monotonic() - killed_at < 10
+    t = st.ledger_task(tid)
+    assert t["effects"] == t["expected_effects"] == 200
+    outcomes = [e["outcome"] for e in t["executions"]]
+    assert outcomes.count("success") == 1 and outcomes[0] is None and len(outcomes) >= 2
+
+
+def test_pool_child_sigkill_recovers(make_stack):
+    st = make_stack()
+    with st.client() as c:
+        fid = st.upload(c, 200)
+        tid = st.submit(c, fid)["celery_task_id"]
+        st.wait_status(c, tid, "STARTED", timeout=10)
+        time.sleep(0.3)
+        child = st.ledger_task(tid)["executions"][0]["pid"]
+        assert child != st.workers[0].pid
+        os.kill(child, signal.SIGKILL)
+        final = st.wait_status(c, tid, timeout=15)
+        assert final["status"] == "SUCCESS", final
+        assert st.health()["workers"] == 1
+    t = st.ledger_task(tid)
+    assert t["effects"] == 200
+    outcomes = [e["outcome"] for e in t["executions"]]
+    assert outcomes.count("success") == 1 and outcomes[0] is None
+
+
+def test_fallback_when_redis_down_then_back(make_stack):
+    st = make_stack()
+    with st.client() as c:
+        st.stop_redis()
+        time.sleep(0.5)
+        h = st.health()
+        assert h["status"] == "degraded" and h["redis"] == "down" and h["mode"] == "fallback"
+        t0 = time.perf_counter()
+        r = httpx.get(st.url + "/health")
+        assert time.perf_counter() - t0 < 0.3 and r.status_code == 200
+        ids = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            body = st.submit(c, 1)
+            assert time.perf_counter() - t0 < 0.5
+            assert body["mode"] == "fallback"
+            ids.append(body["celery_task_id"])
+        for tid in ids:
+            st_ = st.wait_status(c, tid, timeout=15)
+            assert st_["status"] == "SUCCESS" and st_["mode"] == "fallback"
+        assert st.wait_status(c, st.submit(c, 4)["celery_task_id"])["status"] == "FAILURE"
+
+        st.start_redis()  # same port, same AOF dir
+        deadline, mode = time.monotonic() + 10, None
+        while time.monotonic() < deadline:
+            body = st.submit(c, 1)
+            if body["mode"] == "celery":
+                break
+            time.sleep(0.3)
+        assert body["mode"] == "celery", body
+        assert st.wait_status(c, body["celery_task_id"], timeout=20)["status"] == "SUCCESS"
+        deadline = time.monotonic() + 10
+        while st.health()["status"] != "ok" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert st.health() == {"status": "ok", "redis": "up", "workers": 1, "mode": "celery"}
+    for tid in ids:
+        t = st.ledger_task(tid)
+        assert t["mode"] == "fallback" and t["effects"] == 5 and [e["outcome"] for e in t["executions"]] == ["success"]
+
+
+def test_redis_paused_health_and_submit_stay_fast(make_stack):
+    st = make_stack()
+    with st.client() as c:
+        st.redis.signal_group(signal.SIGSTOP)
+        try:
+            time.sleep(0.6)
+            for _ in range(3):
+                t0 = time.perf_counter()
+                h = httpx.get(st.url + "/health").json()
+                assert time.perf_counter() - t0 < 0.3
+            assert h["redis"] == "down" and h["mode"] == "fallback"
+            t0 = time.perf_counter()
+            body = st.submit(c, 1)
+            assert time.perf_counter() - t0 < 0.5 and body["mode"] == "fallback"
+            assert st.wait_status(c, body["celery_task_id"], timeout=10)["status"] == "SUCCESS"
+        finally:
+            st.redis.signal_group(signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while st.health()["mode"] != "celery" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        tid = st.submit(c, 1)["celery_task_id"]
+        assert st.wait_status(c, tid, timeout=15)["status"] == "SUCCESS"
+
+
+def test_fallback_task_survives_api_restart(make_stack):
+    st = make_stack()
+    with st.client() as c:
+        fid = st.upload(c, 200)
+        st.stop_redis()
+        time.sleep(0.5)
+        tid = st.submit(c, fid)["celery_task_id"]
+        st.wait_status(c, tid, "STARTED", timeout=10)
+        time.sleep(0.3)
+        st.api.kill()  # SIGKILL mid-task, Redis still down
+        st.start_api()
+    with st.client() as c:
+        final = st.wait_status(c, tid, timeout=20)
+        assert final["status"] == "SUCCESS" and final["mode"] == "fallback", final
+    t = st.ledger_task(tid)
+    assert t["effects"] == 200
+    outcomes = [e["outcome"] for e in t["executions"]]
+    assert outcomes.count("success") == 1 and outcomes[0] is None
+
+
+def test_revoke_during_outage_then_everything_restarts(make_stack):
+    """Cancel is a DB write: it holds even when Redis is down and all workers restart."""
+    st = make_stack()
+    with st.client() as c:
+        fid = st.upload(c, 300)
+        tid = st.submit(c, fid)["celery_task_id"]
+        st.wait_status(c, tid, "STARTED", timeout=10)
+        st.stop_redis()
+        t0 = time.perf_counter()
+        r = c.delete(f"/api/data-sync/cancel-task/{tid}")
+        assert r.status_code == 200 and time.perf_counter() - t0 < 1.0
+        st.workers[0].kill()
+        st.start_redis()
+        st.start_worker()
+        time.sleep(3)
+        t = st.ledger_task(tid)
+        assert t["state"] == "REVOKED" and t["effects"] == 0 and not _executions_after_revoke(t)
