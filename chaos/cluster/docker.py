@@ -28,6 +28,7 @@ os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
 os.environ.setdefault("TC_POOLING_INTERVAL", "0.1")
 
 import logging  # noqa: E402
+import math  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
 import signal  # noqa: E402
@@ -119,12 +120,11 @@ class DockerNode(Node):
         return self.container
 
     def _make(self) -> DockerContainer:
-        tc = DockerContainer(self.backend.image, command=self.command, env=self.env,
-                             docker_client_kw={"timeout": 60})
-        tc.with_name(self.container_name).with_network(self.backend.network)
+        tc = DockerContainer(self.backend.image, env=self.env, docker_client_kw={"timeout": 60})
+        tc.with_command(self.command).with_name(self.container_name).with_network(self.backend.network)
         tc.with_network_aliases(self.name)
         for port in self.publish:
-            tc.ports[f"{port}/tcp"] = (LOOPBACK, None)  # loopback only; random host port
+            tc.ports[f"{port}/tcp"] = (LOOPBACK, None)  # type: ignore[assignment]  # loopback only, random port
         for host, path in self.volumes.items():
             tc.with_volume_mapping(host, path, mode="rw")
         tc.with_kwargs(init=True, hostname=self.name, labels=labels(self.backend.run_id), stop_signal="SIGTERM")
@@ -161,7 +161,7 @@ class DockerNode(Node):
     def wait_ready(self, timeout: float = 60.0) -> None:
         strat = self.strategy()
         if strat is not None:
-            strat.with_startup_timeout(timeout).with_poll_interval(0.05)
+            strat.with_startup_timeout(max(1, math.ceil(timeout))).with_poll_interval(0.05)
             try:
                 strat.wait_until_ready(self)
             except (TimeoutError, RuntimeError) as exc:
