@@ -17,19 +17,25 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from chaos.errors import BadArguments, ChaosError
 from chaos.target import Target, load_config, load_target
 
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def say(message: str) -> None:
+    """Progress and errors on stderr; user data is never read as rich markup."""
+    console.print(message, markup=False)
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        console.print(f"chaos: error: {message}")
+        say(f"chaos: error: {message}")
         sys.exit(BadArguments.exit_code)
 
 
@@ -135,13 +141,13 @@ def _print_summary(report: dict[str, Any], paths: dict[str, Path]) -> None:
     out.print(table)
     for s in report["scenarios"]:
         for f in s["findings"][:5]:
-            out.print(f"[red]{s['name']}[/]: {f['checker']}/{f['kind']}: {f['message']} "
-                      f"(tasks {', '.join(f['task_ids'][:4])})")
+            out.print(f"[red]{escape(s['name'])}[/]: " + escape(f"{f['checker']}/{f['kind']}: {f['message']} "
+                      f"(tasks {', '.join(f['task_ids'][:4])})"))
         if s["verdict"] == "fail" and s.get("replay"):
-            out.print(f"  replay: {s['replay']}")
+            out.print(f"  replay: {s['replay']}", markup=False)
         for e in s.get("errors", []):
-            out.print(f"[yellow]{s['name']}[/]: {e}")
-    out.print(f"report: {paths['html']}  (also {paths['json'].name}, {paths['junit'].name})")
+            out.print(f"[yellow]{escape(s['name'])}[/]: {escape(e)}")
+    out.print(f"report: {paths['html']}  (also {paths['json'].name}, {paths['junit'].name})", markup=False)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -168,7 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise BadArguments("name at least one scenario (see `chaos run list`), 'property', or --scenario-file")
     profile = Profile("run", [], properties=props, workers=args.workers)
     outcome = run_gate(target, profile, report_dir=args.report, seed=seed, backend=_backend(args),
-                       scenarios=scenarios, progress=lambda m: console.print(m))
+                       scenarios=scenarios, progress=say)
     _print_summary(outcome.report, outcome.paths)
     return outcome.exit_code
 
@@ -184,10 +190,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
         return run_canaries(args, profile, seed, console, out)
     target = _target(args)
-    console.print(f"gate: profile {profile.name}, {len(profile.scenarios)} scenarios + {profile.properties} "
+    say(f"gate: profile {profile.name}, {len(profile.scenarios)} scenarios + {profile.properties} "
                   f"generated examples, seed {seed}")
     outcome = run_gate(target, profile, report_dir=args.report, seed=seed, backend=_backend(args, profile.backend),
-                       progress=lambda m: console.print(m))
+                       progress=say)
     _print_summary(outcome.report, outcome.paths)
     return outcome.exit_code
 
@@ -216,7 +222,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         for name, r in verdict.results.items():
             out.print(f"{name:16} {r.valid}")
         for f in verdict.findings:
-            out.print(f"[red]{f.checker}/{f.kind}[/]: {f.message} (tasks {', '.join(f.task_ids[:6])})")
+            out.print(f"[red]{f.checker}/{f.kind}[/]: " + escape(f"{f.message} (tasks {', '.join(f.task_ids[:6])})"))
         out.print(f"verdict: {verdict.valid}")
     return verdict.exit_code
 
@@ -240,7 +246,7 @@ def cmd_images(args: argparse.Namespace) -> int:
     from chaos.images import build_images
 
     target = _target(args)
-    result = build_images(target, offline_base=args.offline_base, progress=lambda m: console.print(m))
+    result = build_images(target, offline_base=args.offline_base, progress=say)
     for k, v in result.items():
         out.print(f"{k}: {v}")
     return 0
@@ -271,10 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except ChaosError as exc:
-        console.print(f"chaos: {exc}")
+        say(f"chaos: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        console.print("chaos: interrupted; everything started was stopped")
+        say("chaos: interrupted; everything started was stopped")
         return 130
 
 

@@ -31,7 +31,7 @@ def node_runs_worker(node: str, worker: str) -> bool:
 PROCESS_ENDING = ("kill", "crash", "quit", "term", "restart", "stop", "scale")
 
 
-def _kills(history: History) -> list[FaultWindow]:
+def process_ending_faults(history: History) -> list[FaultWindow]:
     return [w for w in history.fault_windows() if any(word in w.name for word in PROCESS_ENDING)]
 
 
@@ -68,7 +68,7 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
         return CheckResult(
             NAME, UNKNOWN, [], {"ledger": False, "undecided": "the target has no ledger probe"}
         )
-    kills = _kills(history)
+    kills = process_ending_faults(history)
     findings: list[Finding] = []
     stats: dict[str, Any] = {
         "ledger": True,

@@ -11,6 +11,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from chaos.checkers.duplicated import effective_end, process_ending_faults
 from chaos.history import History
 
 COLORS = {"SUCCESS": "#2e9e5b", "FAILURE": "#e08a1e", "REVOKED": "#8a8f98", "BAD": "#d62f2f",
@@ -76,12 +77,15 @@ def lifecycles(history: History) -> list[dict[str, Any]]:
     ledger = history.ledger()
     offset = t0_wall_offset if t0_wall_offset is not None else started
     if ledger is not None:
+        kills = process_ending_faults(history)
         for lt in ledger.tasks:
             if lt.task_id in tasks:
                 tasks[lt.task_id]["ledger_state"] = lt.state
                 for e in lt.executions:
-                    end = (e.finished_at - offset) if e.finished_at else None
-                    tasks[lt.task_id]["execs"].append((e.started_at - offset, end, e.outcome))
+                    end_wall = effective_end(e, kills)  # a killed execution ends at its kill
+                    outcome = e.outcome or ("killed" if end_wall is not None else None)
+                    end = (end_wall - offset) if end_wall is not None else None
+                    tasks[lt.task_id]["execs"].append((e.started_at - offset, end, outcome))
     return sorted(tasks.values(), key=lambda t: t["submit"])
 
 
@@ -93,12 +97,12 @@ def timeline_svg(history: History, bad: set[str], width: int = 960) -> str:
     horizon = max([1.0, *ends]) * 1.03
     n = max(1, len(tasks))
     row = 12 if n <= 40 else (6 if n <= 120 else 3)
-    top, left = 34, 8
+    top, left = 34, 16
     plot_w = width - left - 8
     height = top + n * row + 26
     x = lambda s: left + plot_w * max(0.0, s) / horizon  # noqa: E731
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="task timeline">']
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+             f'role="img" aria-label="task timeline">']
     lanes: list[float] = []
     for w in windows:
         end = w.end if w.end is not None else horizon
@@ -124,7 +128,8 @@ def timeline_svg(history: History, bad: set[str], width: int = 960) -> str:
                      f'</title></rect>')
         for (s, e, outcome) in t["execs"]:
             e2 = e if e is not None else horizon
-            ec = {"success": "#1b7a43", "failure": "#b86a0c", "revoked": "#5d636b"}.get(outcome or "", "#d62f2f")
+            ec = {"success": "#1b7a43", "failure": "#b86a0c", "revoked": "#5d636b", "fenced": "#5d636b",
+                  "killed": "#7a1b1b"}.get(outcome or "", "#d62f2f")
             parts.append(f'<rect x="{x(s):.1f}" y="{y}" width="{max(1.5, x(e2) - x(s)):.1f}" height="{h}" '
                          f'fill="{ec}"><title>execution {outcome or "unfinished"} {s:.2f}s'
                          f'{f" to {e:.2f}s" if e else ""}</title></rect>')
@@ -150,8 +155,8 @@ def latency_svg(history: History, threshold_ms: float, width: int = 960, height:
     pw, ph = width - left - 8, height - top - bottom
     x = lambda s: left + pw * s / max(horizon, 1e-9)  # noqa: E731
     y = lambda ms: top + ph - ph * min(ms, ymax) / ymax  # noqa: E731
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="submit latency">']
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+             f'role="img" aria-label="submit latency">']
     for w in history.fault_windows():
         end = w.end if w.end is not None else horizon
         parts.append(f'<rect x="{x(w.start):.1f}" y="{top}" width="{max(2.0, x(end) - x(w.start)):.1f}" '

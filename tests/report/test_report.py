@@ -1,0 +1,86 @@
+"""The three report formats from one run: schema, junit failures, and an HTML page a real browser renders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from chaos.checkers.compose import check_all
+from chaos.report import build_report, load_json, scenario_entry, write_all
+
+from ..checkers.builder import HistoryBuilder, clean, execution, ledger_task
+
+
+def _report(tmp_path: Path, histories: dict[str, object]) -> dict:
+    entries = []
+    for name, history in histories.items():
+        path = tmp_path / "histories" / f"{name}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        history.dump(path)
+        verdict = check_all(history)
+        entries.append(scenario_entry(name, f"{name} scenario", history, verdict, 1.5, [], tmp_path, path,
+                                      f"chaos run {name} --seed 7"))
+    return build_report(entries, profile="test", seed=7, backend="local", target="t", versions={"celery": "5"},
+                        started=0.0, duration=3.0)
+
+
+def _lost_history():
+    b = HistoryBuilder()
+    b.task("ok-1", at=0.0)
+    b.submit("gone-1", at=0.5)
+    b.drain("gone-1", "NOT_FOUND")
+    b.fault("kill-worker", "worker-0", 0.6, 2.0)
+    b.ledger(ledger_task("ok-1", executions=[execution(0.1, 0.2)]))
+    return b.build()
+
+
+def test_clean_run_passes_in_every_format(tmp_path):
+    report = _report(tmp_path, {"clean": clean(5).build()})
+    paths = write_all(report, tmp_path)
+    data = load_json(paths["json"])
+    assert data["schema"] == "celery-chaos/report@1" and data["verdict"] == "pass" and data["exit_code"] == 0
+    suite = ET.parse(paths["junit"]).getroot()
+    assert suite.get("tests") == "1" and suite.get("failures") == "0"
+    assert "PASS" in paths["html"].read_text()
+
+
+def test_violation_is_visible_in_all_three_formats(tmp_path):
+    report = _report(tmp_path, {"clean": clean(3).build(), "broken": _lost_history()})
+    paths = write_all(report, tmp_path)
+    data = json.loads(paths["json"].read_text())
+    assert data["verdict"] == "fail" and data["exit_code"] == 1
+    broken = next(s for s in data["scenarios"] if s["name"] == "broken")
+    assert any(f["checker"] == "lost" and "gone-1" in f["task_ids"] for f in broken["findings"])
+    assert broken["faults"][0]["name"] == "kill-worker"
+    failure = ET.parse(paths["junit"]).getroot().find("testcase[@name='broken']/failure")
+    assert failure is not None and "gone-1" in failure.text and "replay: chaos run broken" in failure.text
+    page = paths["html"].read_text()
+    assert "FAIL" in page and "gone-1" in page and "kill-worker" in page and "<svg" in page
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # self-contained
+
+
+@pytest.mark.slow
+def test_html_renders_in_a_real_browser(tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no chromium on this machine (apt-get install chromium)")
+    report = _report(tmp_path, {"broken": _lost_history()})
+    html_path = write_all(report, tmp_path)["html"]
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", html_path.as_uri()], capture_output=True, text=True,
+                         timeout=60).stdout
+    # what the browser built, not the file: the header, a finding, the timeline with its task bars
+    assert "celery-chaos gate: FAIL" in dom
+    assert "lost / " in dom and "gone-1" in dom
+    assert dom.count("<rect") >= 3 and 'aria-label="task timeline"' in dom
+    shot = tmp_path / "page.png"
+    subprocess.run([browser, *flags, "--window-size=1000,1400", f"--screenshot={shot}", html_path.as_uri()],
+                   capture_output=True, timeout=60)
+    assert shot.exists() and shot.stat().st_size > 20_000  # a page with content, not a blank one
