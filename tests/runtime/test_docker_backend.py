@@ -213,10 +213,12 @@ def test_cut_and_heal_the_workers_link(healthy) -> None:
     try:
         tid = submit(c.api_url, mode="celery")  # the API's link (api_redis) is intact: the publish succeeds
         time.sleep(2.0)
-        assert status(c.api_url, tid) != "SUCCESS", "a worker cut off from Redis cannot run the task"
+        view = httpx.get(c.api_url + STATUS.format(tid), headers=TOKEN, timeout=10).json()
+        assert view["status"] != "SUCCESS", f"a worker cut off from Redis cannot run the task: {view}"
     finally:
         c.proxy.heal("workers_redis")
-    assert wait_status(c.api_url, tid, timeout=60) == "SUCCESS"
+    got = wait_status(c.api_url, tid, timeout=60)
+    assert got == "SUCCESS", f"{got} 60s after heal; worker log tail:\n{c.workers[0].log_tail(40)}"
 
 
 def test_api_restart_rereads_its_endpoint(healthy) -> None:
