@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
@@ -21,9 +22,10 @@ class HealthMonitor:
     PERIOD = 0.25
     PING_TIMEOUT = 0.2
 
-    def __init__(self, breaker: CircuitBreaker) -> None:
+    def __init__(self, breaker: CircuitBreaker, on_redis_back: Callable[[], None] | None = None) -> None:
         s = get_settings()
         self.breaker = breaker
+        self.on_redis_back = on_redis_back
         self.client = redis.Redis.from_url(s.celery_broker_url, socket_timeout=self.PING_TIMEOUT,
                                            socket_connect_timeout=self.PING_TIMEOUT)
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="health")
@@ -43,6 +45,7 @@ class HealthMonitor:
 
     async def refresh(self) -> None:
         loop = asyncio.get_running_loop()
+        was_up = self.redis_up if self.checked_at else None
         if not self._ping_inflight:
             self._ping_inflight = True
             try:
@@ -54,6 +57,8 @@ class HealthMonitor:
             self.redis_up = False
         if not self.redis_up:
             self.breaker.trip()
+        elif was_up is False and self.on_redis_back is not None:
+            self.on_redis_back()
         try:
             self.workers = await asyncio.wait_for(loop.run_in_executor(self.pool, ledger.live_workers), 0.25)
         except Exception:  # noqa: BLE001 - keep the last known count

@@ -37,7 +37,7 @@ async def lifespan(app: FastAPI):
         await asyncio.to_thread(seed_demo)
     publisher = Publisher()
     runner = FallbackRunner()
-    health = HealthMonitor(publisher.breaker)
+    health = HealthMonitor(publisher.breaker, on_redis_back=publisher.rewarm_in_background)
     sweeper = Sweeper(publisher, runner)
     app.state.publisher, app.state.runner, app.state.health, app.state.sweeper = publisher, runner, health, sweeper
     await health.refresh()

@@ -28,9 +28,25 @@ log = logging.getLogger("service.publish")
 
 
 class CircuitBreaker:
+    """Open for ``open_seconds`` after a broker error.  A publish *timeout* alone may just be a
+    busy process (GIL, 100 concurrent submits), so it trips only after ``TIMEOUTS_TO_TRIP`` in a
+    row; the health monitor's bounded Redis ping trips it too (paused or dead Redis)."""
+
+    TIMEOUTS_TO_TRIP = 3
+
     def __init__(self, open_seconds: float) -> None:
         self.open_seconds = open_seconds
         self.open_until = 0.0
+        self.timeouts = 0
+
+    def record_success(self) -> None:
+        self.timeouts = 0
+
+    def record_timeout(self) -> None:
+        self.timeouts += 1
+        if self.timeouts >= self.TIMEOUTS_TO_TRIP:
+            self.timeouts = 0
+            self.trip()
 
     @property
     def is_open(self) -> bool:
@@ -75,28 +91,50 @@ class Publisher:
         loop = asyncio.get_running_loop()
         try:
             await asyncio.wait_for(loop.run_in_executor(self.pool, self._send, task_id, priority), self.timeout)
+            self.breaker.record_success()
             return True
-        except Exception as exc:  # noqa: BLE001 - TimeoutError, OperationalError, ConnectionError...
+        except asyncio.TimeoutError:
+            log.warning("publish of %s timed out after %.0f ms; falling back", task_id, self.timeout * 1000)
+            self.breaker.record_timeout()
+            return False
+        except Exception as exc:  # noqa: BLE001 - OperationalError, ConnectionError...
             log.warning("publish of %s failed (%r); falling back", task_id, exc)
             self.breaker.trip()
             return False
 
-    async def warm_up(self, connect: bool = True) -> None:
-        """Open the producer connection before serving, so the first submit isn't slow."""
-        loop = asyncio.get_running_loop()
+    WARM_CONNECTIONS = 8
 
+    def _warm_blocking(self) -> None:
+        from contextlib import ExitStack
+        with ExitStack() as stack:  # hold N producers at once so N distinct connections get opened
+            for _ in range(self.WARM_CONNECTIONS):
+                producer = stack.enter_context(app.producer_or_acquire())
+                producer.maybe_declare(app.amqp.queues[QUEUE])
+                producer.channel.client.ping()
+
+    async def warm_up(self, connect: bool = True) -> None:
+        """Open (and declare on) several producer connections before serving, so a burst of
+        concurrent submits doesn't pay connection set-up inside its PUBLISH_TIMEOUT_MS budget."""
         app.backend, app.amqp.router  # noqa: B018 - lazy imports cost ~40 ms on the first send_task
         if not connect:
             return
-
-        def go() -> None:
-            with app.producer_or_acquire() as producer:
-                producer.connection.ensure_connection(max_retries=1)
-                producer.maybe_declare(app.amqp.queues[QUEUE])
         try:
-            await asyncio.wait_for(loop.run_in_executor(self.pool, go), 2.0)
+            await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self.pool, self._warm_blocking), 3.0)
         except Exception as exc:  # noqa: BLE001
             log.warning("broker warm-up failed: %r", exc)
+
+    def rewarm_in_background(self) -> None:
+        """Redis came back: refresh pooled connections off the request path."""
+        try:
+            self.pool.submit(self._rewarm_quietly)
+        except RuntimeError:
+            pass
+
+    def _rewarm_quietly(self) -> None:
+        try:
+            self._warm_blocking()
+        except Exception as exc:  # noqa: BLE001
+            log.info("broker re-warm failed: %r", exc)
 
     def revoke_best_effort(self, task_id: str) -> None:
         """Fire-and-forget ``control.revoke``; durability comes from the DB, never block on it."""
