@@ -23,8 +23,9 @@ from chaos.target import Target
 BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
     "default": {
         "scenarios": ["submit-status-cancel", "worker-sigkill", "pool-child-kill", "worker-restart", "api-restart",
-                      "redis-down-fallback", "redis-restart-backlog", "redis-pause", "network-cut-workers",
-                      "durable-revoke", "concurrent-10", "concurrent-100"],
+                      "worker-cold-shutdown", "redis-down-fallback", "fallback-api-restart",
+                      "redis-restart-backlog", "redis-pause", "broker-client-kill", "network-cut-workers",
+                      "network-reset", "durable-revoke", "concurrent-10", "concurrent-100"],
         "properties": 3, "shrink_runs": 4, "backend": "local", "workers": 2,
     },
     "smoke": {"scenarios": ["submit-status-cancel", "worker-sigkill", "redis-down-fallback"], "properties": 0},

@@ -48,6 +48,9 @@ def _mix(k: Kinds, n: int = 8, every: float = 0.15) -> list[TaskPlan]:
 
 Builder = Callable[[Target], Scenario]
 
+# The plan's promise while the broker is away: the API still accepts every task (asyncio fallback).
+ALWAYS_ACCEPTS = CheckConfig(error_rate_max_in_faults=0.0)
+
 
 def submit_status_cancel(t: Target) -> Scenario:
     k = Kinds.of(t)
@@ -57,8 +60,9 @@ def submit_status_cancel(t: Target) -> Scenario:
         plans.append(TaskPlan(k.failing, at=0.3))
     plans.append(TaskPlan(k.short, at=0.4, idempotency_key="plan-key"))
     plans.append(TaskPlan(k.short, at=0.5, idempotency_key="plan-key"))
-    return Scenario("submit-status-cancel", plans, [], quiesce=20,
-                    description="submit, poll, cancel a queued and a running task, a failing task, a keyed resubmit")
+    return Scenario("submit-status-cancel", plans, [], quiesce=20, unknown_probes=3,
+                    description="submit, poll, cancel a queued and a running task, a failing task, a keyed "
+                                "resubmit, status of unknown ids")
 
 
 def worker_restart(t: Target) -> Scenario:
@@ -98,8 +102,17 @@ def redis_down_fallback(t: Target) -> Scenario:
     plans = _spread(k.short, 16, every=0.25)
     plans.append(TaskPlan(k.long, at=1.5, cancel_after=0.2))
     return Scenario("redis-down-fallback", plans, [FaultSpec("stop-redis", "redis", at=0.8, duration=2.5)],
-                    quiesce=30,
+                    quiesce=30, check=ALWAYS_ACCEPTS,
                     description="stop Redis: submits keep working (fallback), status works, all finish after")
+
+
+def fallback_api_restart(t: Target) -> Scenario:
+    k = Kinds.of(t)
+    plans = _spread(k.long, 6, every=0.1, start=0.8) + _spread(k.short, 4, every=0.3, start=3.0)
+    schedule = [FaultSpec("stop-redis", "redis", at=0.5, duration=5.0),
+                FaultSpec("kill-api", "api", at=1.6, duration=0.6)]
+    return Scenario("fallback-api-restart", plans, schedule, quiesce=40,
+                    description="Redis down, tasks accepted in fallback, then the API dies: they still finish")
 
 
 def redis_restart(t: Target) -> Scenario:
@@ -112,7 +125,8 @@ def redis_restart(t: Target) -> Scenario:
 def redis_pause(t: Target) -> Scenario:
     k = Kinds.of(t)
     return Scenario("redis-pause", _spread(k.short, 12, every=0.2),
-                    [FaultSpec("pause-redis", "redis", at=0.5, duration=2.0)],
+                    [FaultSpec("pause-redis", "redis", at=0.5, duration=2.0)], check=ALWAYS_ACCEPTS,
+                    request_timeout=1.0,
                     description="SIGSTOP Redis: publishes must not hang, submits fall back within the timeout")
 
 
@@ -181,6 +195,7 @@ SCENARIOS: dict[str, Builder] = {
     "worker-cold-shutdown": cold_shutdown,
     "api-restart": api_restart,
     "redis-down-fallback": redis_down_fallback,
+    "fallback-api-restart": fallback_api_restart,
     "redis-restart-backlog": redis_restart,
     "redis-pause": redis_pause,
     "broker-client-kill": broker_connections,
@@ -198,8 +213,10 @@ def build(name: str, target: Target, check: CheckConfig | None = None) -> Scenar
         s = SCENARIOS[name](target)
     except KeyError:
         raise BadArguments(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}") from None
-    if check is not None:  # the profile's thresholds, except where the scenario's nature needs a looser bar
-        s.check = replace(check, latency_p99_ms=max(check.latency_p99_ms, s.check.latency_p99_ms))
+    if check is not None:  # the profile's thresholds, with the scenario's own promises on top
+        s.check = replace(check, latency_p99_ms=max(check.latency_p99_ms, s.check.latency_p99_ms),
+                          error_rate_max_in_faults=min(check.error_rate_max_in_faults,
+                                                       s.check.error_rate_max_in_faults))
     if target.at_least_once:
         s.check = replace(s.check, duplicates_allowed=True)
     return s

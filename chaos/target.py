@@ -87,6 +87,8 @@ class Target:
     image_requirements: tuple[str, ...] = ()
     image_copy: tuple[str, ...] = ()
     at_least_once: bool = False  # True: duplicated executions are reported but do not fail the gate
+    redis_persistence: str = "aof"  # "aof" or "none": how the broker keeps data across restarts
+    description: str = ""
 
     def render(self, template: str, **values: Any) -> str:
         """Fill a command or env template; an unknown placeholder is a clear error, not a KeyError."""
@@ -147,7 +149,15 @@ def target_from_table(table: Mapping[str, Any], root: Path) -> Target:
         image_requirements=tuple(image.get("requirements", ())),
         image_copy=tuple(image.get("copy", ())),
         at_least_once=bool(table.get("at_least_once", False)),
+        redis_persistence=_persistence(table.get("redis_persistence", "aof")),
+        description=str(table.get("description", "")),
     )
+
+
+def _persistence(value: object) -> str:
+    if value not in ("aof", "none"):
+        raise BadArguments(f"redis_persistence must be 'aof' or 'none', not {value!r}")
+    return str(value)
 
 
 def find_pyproject(start: Path | None = None) -> Path:

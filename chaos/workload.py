@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -109,8 +110,9 @@ class Workload:
         self.acknowledged.setdefault(task_id, process)
         return task_id
 
-    async def status(self, process: int, task_id: str, f: str = "status") -> str | None:
-        inv = self.recorder.invoke(process, f, task_id=task_id)
+    async def status(self, process: int, task_id: str, f: str = "status",
+                     probe: str | None = None) -> str | None:
+        inv = self.recorder.invoke(process, f, task_id=task_id, value={"probe": probe} if probe else None)
         try:
             r = await self._request("GET", self.http.status_path.format(task_id=task_id), headers=self._headers())
         except httpx.HTTPError as exc:
@@ -175,18 +177,23 @@ class Workload:
                 return
             await asyncio.sleep(self.poll_interval)
 
-    async def run(self, plans: list[TaskPlan]) -> None:
-        """Run every plan to its end: terminal, or the quiesce deadline. Then one final ``drain`` read each."""
+    async def run(self, plans: list[TaskPlan], unknown_probes: int = 0) -> None:
+        """Run every plan to its end: terminal, or the quiesce deadline. Then one final ``drain`` read each.
+
+        ``unknown_probes`` status reads of random ids nobody submitted must answer NOT_FOUND (never PENDING).
+        """
         self._sem = asyncio.Semaphore(self.concurrency)
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         async with httpx.AsyncClient(limits=limits) as client:
             self._client = client
-            await asyncio.gather(*(self._one(i, p) for i, p in enumerate(plans)))
+            probes = [self.status(len(plans) + i, str(uuid.uuid4()), probe="unknown-id")
+                      for i in range(unknown_probes)]
+            await asyncio.gather(*(self._one(i, p) for i, p in enumerate(plans)), *probes)
             await asyncio.gather(*(self.status(proc, tid, f="drain") for tid, proc in self.acknowledged.items()))
         self._client = None
 
-    def run_sync(self, plans: list[TaskPlan]) -> None:
-        asyncio.run(self.run(plans))
+    def run_sync(self, plans: list[TaskPlan], unknown_probes: int = 0) -> None:
+        asyncio.run(self.run(plans, unknown_probes))
 
 
 def _json(r: httpx.Response) -> dict[str, Any]:

@@ -17,16 +17,39 @@ from chaos.history import History
 NAME = "unexpected"
 
 
+PROBE = "unknown-id"
+
+
+def phantom_statuses(history: History) -> list[Finding]:
+    """Status reads of ids nobody ever submitted (workload probes) that got anything but NOT_FOUND.
+
+    A status API that answers PENDING for any id (Celery's default for an unknown id) makes a lost task look
+    queued forever; the workload asks about random ids to catch it.
+    """
+    out = []
+    for pair in history.pairs("status"):
+        if (pair.invoke.value or {}).get("probe") != PROBE or pair.phase != "ok":
+            continue
+        status = pair.status
+        if status != "NOT_FOUND":
+            out.append(Finding(NAME, "phantom-status", [pair.task_id or "?"],
+                               f"status of never-submitted id {pair.task_id} answered {status}, not NOT_FOUND",
+                               {"reply": pair.completion.value if pair.completion else None}))
+    return out
+
+
 def check(history: History, config: CheckConfig | None = None) -> CheckResult:
     config = config or CheckConfig()
+    phantoms = phantom_statuses(history)
     ledger = history.ledger()
     if ledger is None:
         return CheckResult(
-            NAME, UNKNOWN, [], {"ledger": False, "undecided": "the target has no ledger probe"}
+            NAME, False if phantoms else UNKNOWN, phantoms,
+            {"ledger": False, "undecided": "the target has no ledger probe"},
         )
     tasks = task_lifecycles(history, ledger)
     attribution = attribute_unacknowledged(history, tasks, config)
-    findings: list[Finding] = []
+    findings: list[Finding] = list(phantoms)
     for tid in attribution.unexplained:
         row = tasks[tid].ledger
         assert row is not None
@@ -57,5 +80,6 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
         "pre_existing": len(attribution.pre_existing),
         "explained_by_unknown_submits": len(attribution.from_unknown_submits),
         "unexpected": len(attribution.unexplained) + len(attribution.after_failed_submit),
+        "phantom_statuses": len(phantoms),
     }
     return CheckResult(NAME, not findings, cap_per_kind(findings, config.max_evidence), stats)

@@ -51,7 +51,7 @@ class Cluster:
         self.n_workers = self.target.workers if workers is None else workers
         if self.n_workers < 0:
             raise BadArguments("the number of workers cannot be negative")
-        self.persistence = persistence or Persistence()
+        self.persistence = persistence or Persistence(aof=self.target.redis_persistence == "aof")
         self.redis: RedisNode | None = None
         self.proxy_node: ProxyNode | None = None
         self.proxy: ToxiproxyClient | None = None

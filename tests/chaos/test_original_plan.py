@@ -20,6 +20,7 @@ PLAN = [
     "worker-cold-shutdown",
     "api-restart",
     "redis-down-fallback",
+    "fallback-api-restart",
     "redis-restart-backlog",
     "redis-pause",
     "broker-client-kill",

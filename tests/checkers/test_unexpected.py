@@ -58,3 +58,22 @@ def test_task_created_by_a_failed_submit():
 
 def test_missing_ledger_is_unknown():
     assert unexpected.check(clean(ledger=False).build()).valid == UNKNOWN
+
+
+def _probe(b: HistoryBuilder, task_id: str, status: str) -> HistoryBuilder:
+    return b.op("status", at=3.0, task_id=task_id, invoke_value={"probe": "unknown-id"},
+                value={"status": status})
+
+
+def test_unknown_id_answering_pending_is_a_phantom():
+    r = unexpected.check(_probe(clean(2), "never-1", "PENDING").build())
+    assert r.valid is False
+    assert [(f.kind, f.task_ids) for f in r.findings] == [("phantom-status", ["never-1"])]
+
+
+def test_unknown_id_answering_not_found_is_fine():
+    assert unexpected.check(_probe(clean(2), "never-1", "NOT_FOUND").build()).valid is True
+
+
+def test_phantom_status_is_caught_without_a_ledger():
+    assert unexpected.check(_probe(clean(2, ledger=False), "never-1", "PENDING").build()).valid is False

@@ -1,0 +1,799 @@
+"""``chaos bench``: latency, throughput, recovery and Redis memory of a target, measured on one machine in one run.
+
+Every figure is the median over ``repeats`` runs (3, or 1 with ``--quick``). No figure is asserted: the benchmark
+measures and reports, it never fails on speed. Everything runs on 127.0.0.1.
+
+What runs, in order:
+
+1. Cluster A (``ROW_WORK_MS=0``, 1 worker): Redis memory baseline; submit latency in celery mode at each concurrency
+   level; end-to-end throughput of no-op-ish tasks (file 1, 5 rows of 0 ms) through the API with 1 and 4 workers,
+   then the same task count through *bare Celery* (below) with the same number of workers; Redis memory after
+   those tasks; the bulk memory run (``memory_tasks`` bare tasks); submit latency in fallback mode (Redis stopped).
+2. Cluster B (the target's own ``ROW_WORK_MS``, 20 ms for the reference service): throughput of short tasks (file 1,
+   5 rows) through the API and bare; then, with 2 workers, the recovery times.
+3. The default gate profile's wall time (skipped with ``--quick``) and a docker bring-up when a Docker daemon
+   answers and the target image for the current tree is already built (else ``skipped: reason``).
+
+**Bare Celery.** The service task (``service.sync_file``) only runs for a task id that already has a DB row (the
+ledger's fenced claim); sent straight to Redis without one it is acked and ignored, which would flatter it. So the
+bare baseline is a tiny Celery app written to a temp dir (task ``bench.bare``: sleep ``rows x ROW_WORK_MS``, then
+record its finish time in Redis) run by ``celery -A`` workers we start ourselves, with the same count, concurrency,
+prefetch (1), ``acks_late``, ``ignore_result``, priority sub-queues and the same Redis through the same fault-proxy
+links as the service's workers (the service's workers are scaled to 0 meanwhile, so both get the same cores). The
+ratio ``api / bare`` is what the API, the DB ledger and the fenced claim cost end to end.
+
+JSON keys (``--json FILE``), all times in seconds unless the key says ``_ms``:
+
+- ``schema``: ``"celery-chaos-bench/1"``; ``quick``: bool; ``command``: the command line; ``started_at``: epoch s;
+  ``wall_s``: the whole benchmark.
+- ``machine``: ``cores``, ``memory_bytes``, ``platform``, ``python``, ``celery``, ``kombu``, ``redis_py``,
+  ``redis_server``.
+- ``settings``: ``repeats``, ``concurrency_levels``, ``requests_per_level`` {level: requests per run},
+  ``sockets_per_level`` {level: client connection-pool size}, ``throughput_tasks`` {noop, short},
+  ``worker_counts``, ``worker_concurrency``, ``memory_tasks``, ``row_work_ms_short``.
+- ``bring_up``: ``local`` {``seconds`` (median), ``runs``, ``workers``}; ``docker`` the same or {``skipped``: reason}.
+- ``submit_latency``: {``celery``|``fallback``: {level as string: {``p50_ms``, ``p99_ms``, ``max_ms`` (medians over
+  runs), ``requests``, ``sockets``, ``errors`` (non-202 answers, summed), ``runs`` (per-run triples)}}}.
+- ``throughput``: {``noop``|``short``: {workers as string: {``tasks``, ``api_tasks_per_s``, ``bare_tasks_per_s``,
+  ``ratio`` (api / bare), ``api_runs``, ``bare_runs``}}}.
+- ``recovery``: {``worker_sigkill_s`` (kill -> the next execution's started_at), ``redis_restart_s`` (Redis ready
+  -> the first celery-mode task submitted after it finishing), ``api_restart_s`` (start call -> first 200 on
+  /health), ``api_kill_to_serving_s`` (kill -> first 200)}: each {``median``, ``runs``}.
+- ``redis_memory``: ``bulk`` {``tasks``, ``via``, ``before_bytes``, ``after_bytes``, ``bytes_per_task``,
+  ``seconds``} and ``api`` (the same over the tasks of the latency and throughput phases, through the API).
+- ``gate``: {``wall_s``, ``exit_code``, ``scenarios``} or {``skipped``: reason}.
+- ``errors``: sections that could not be measured, {section: message} (exit code 2 when not empty).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata as md
+import json
+import math
+import os
+import platform
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from chaos.cluster.cleanup import mark
+from chaos.errors import ChaosError
+from chaos.target import TERMINAL_STATES, Target
+
+SCHEMA = "celery-chaos-bench/1"
+BARE_QUEUE = "bench_bare"
+BARE_TASK = "bench.bare"
+SHORT_FILE, SHORT_ROWS = 1, 5  # the reference service's file 1: 5 rows
+LONG_FILE = 3  # 100 rows: long enough to be killed mid-task
+MAX_SOCKETS = 1000
+
+BARE_APP = '''\
+"""Bare Celery baseline for chaos bench (written and run by chaos/bench.py)."""
+import os
+import time
+
+import redis
+from celery import Celery
+from kombu import Queue
+
+app = Celery("bench_bare", broker=os.environ["BENCH_BROKER_URL"])
+app.conf.update(
+    task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=int(os.environ["BENCH_PREFETCH"]),
+    task_ignore_result=True, task_serializer="json", accept_content=["json"], task_default_queue="bench_bare",
+    task_queues=[Queue("bench_bare", routing_key="bench_bare")], worker_send_task_events=False, broker_heartbeat=0,
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={"visibility_timeout": 3600, "priority_steps": list(range(10)), "sep": "\\x06\\x16",
+                              "queue_order_strategy": "priority"},
+)
+_done = None
+
+
+@app.task(name="bench.bare", ignore_result=True)
+def bare(key, work_s):
+    global _done
+    if work_s:
+        time.sleep(work_s)
+    if _done is None:
+        _done = redis.Redis.from_url(os.environ["BENCH_DONE_URL"])
+    if key.endswith(":count"):
+        _done.incr(key)
+    else:
+        _done.rpush(key, repr(time.time()))
+'''
+
+
+# ---------------------------------------------------------------------------------------------- small helpers
+def _median(xs: Iterable[float]) -> float:
+    xs = list(xs)
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+def _pct(sorted_xs: list[float], q: float) -> float:
+    if not sorted_xs:
+        return float("nan")
+    return sorted_xs[max(0, math.ceil(q * len(sorted_xs)) - 1)]
+
+
+def _r(x: float, nd: int = 4) -> float:
+    return round(float(x), nd)
+
+
+def _mem(client: Any) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+def machine_info(redis_client: Any | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"cores": os.cpu_count(), "memory_bytes": psutil.virtual_memory().total,
+                           "platform": platform.platform(), "python": platform.python_version()}
+    for key, pkg in (("celery", "celery"), ("kombu", "kombu"), ("redis_py", "redis")):
+        try:
+            out[key] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[key] = "?"
+    out["redis_server"] = "?"
+    if redis_client is not None:
+        try:
+            out["redis_server"] = str(redis_client.info("server").get("redis_version"))
+        except Exception:  # noqa: BLE001
+            pass
+    return out
+
+
+class _Api:
+    """The target's HTTP contract as the benchmark uses it (loopback only)."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.c = cluster
+        http = cluster.target.http
+        self.http = http
+        self.auth = {"Authorization": f"Bearer {http.token}"} if http.token else {}
+        self.admin = {"Authorization": f"Bearer {http.ledger_token}"} if http.ledger_token else {}
+        self.client = httpx.Client(timeout=10.0)
+
+    @property
+    def url(self) -> str:
+        return str(self.c.api_url)
+
+    def body(self, file_id: int) -> dict[str, Any]:
+        return {"file_id": file_id, "priority": 5}
+
+    def submit(self, file_id: int) -> dict[str, Any]:
+        r = self.client.post(self.url + self.http.submit_path, json=self.body(file_id), headers=self.auth)
+        r.raise_for_status()
+        return dict(r.json())
+
+    def ledger(self, since: float | None = None) -> list[dict[str, Any]]:
+        assert self.http.ledger_path, "the benchmark needs the target's ledger probe"
+        params = {"since": since} if since is not None else None
+        r = self.client.get(self.url + self.http.ledger_path, params=params, headers=self.admin, timeout=30.0)
+        r.raise_for_status()
+        return list(r.json()["tasks"])
+
+    def health(self) -> dict[str, Any]:
+        r = self.client.get(self.url + self.http.health_path, timeout=2.0)
+        return dict(r.json()) if r.status_code == 200 else {}
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _wait(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception:  # noqa: BLE001 - not yet
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _set_workers(cluster: Any, n: int) -> None:
+    cluster.scale(n)
+    cluster.n_workers = n  # so heal() keeps this count
+
+
+def _queue_backlog(cluster: Any) -> int:
+    """Messages still queued or delivered-but-unacked in Redis (every queue of the target, and ours)."""
+    r = cluster.redis.client(timeout=2.0)
+    try:
+        n = 0
+        for q in (*cluster.target.queues, BARE_QUEUE):
+            for k in r.keys(f"{q}*"):
+                if r.type(k) == b"list":
+                    n += int(r.llen(k))
+        return n + int(r.hlen("unacked"))
+    finally:
+        r.close()
+
+
+def _drain(cluster: Any, api: _Api | None, timeout: float = 180.0) -> None:
+    """Wait until Redis holds no work and (when given) no API task is unfinished."""
+    _wait(lambda: _queue_backlog(cluster) == 0, timeout, "the broker queues to drain", 0.2)
+    if api is not None:
+        _wait(lambda: all(t["state"] in TERMINAL_STATES for t in api.ledger()), timeout,
+              "every task to finish", 0.5)
+
+
+# ---------------------------------------------------------------------------------------------- bare Celery
+class BareWorkers:
+    """``celery -A bench_bare_app worker`` processes we start and always kill (by pid group)."""
+
+    def __init__(self, cluster: Any, workdir: Path) -> None:
+        self.c = cluster
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "bench_bare_app.py").write_text(BARE_APP)
+        self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self.broker_url = str(cluster._values["worker"]["redis_url"])  # the workers' proxy link, as theirs
+        self.producer_url = str(cluster._values["api"]["redis_url"])  # the API's proxy link, as the API's
+        self.done_url = cluster.redis.url
+        self._producer: Any = None
+
+    def start(self, n: int, concurrency: int, prefetch: int = 1) -> None:
+        env = {**os.environ, **mark(self.c.run_id), "BENCH_BROKER_URL": self.broker_url,
+               "BENCH_DONE_URL": self.done_url, "BENCH_PREFETCH": str(prefetch),
+               "PYTHONPATH": str(self.dir), "PYTHONUNBUFFERED": "1"}
+        started = []
+        for i in range(n):
+            log = self.dir / f"bare-{len(self.procs)}.log"
+            argv = [sys.executable, "-m", "celery", "-A", "bench_bare_app", "worker", "--loglevel=info",
+                    f"--queues={BARE_QUEUE}", f"--concurrency={concurrency}", f"--hostname=bare-{i}@%h",
+                    "--without-mingle", "--without-gossip"]
+            with log.open("wb") as fh:
+                p = subprocess.Popen(argv, cwd=self.dir, env=env, stdout=fh, stderr=subprocess.STDOUT,  # noqa: S603
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+            self.procs.append((p, log))
+            started.append((p, log))
+        for p, log in started:
+            def ready(p: subprocess.Popen[bytes] = p, log: Path = log) -> bool:
+                if p.poll() is not None:
+                    raise ChaosError(f"bare worker exited: {log.read_text()[-2000:]}")
+                return "ready." in log.read_text(errors="replace")
+            _wait(ready, 60, "a bare Celery worker to be ready", 0.1)
+
+    def stop(self) -> None:
+        for p, _ in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                pass
+        self.procs = []
+
+    @property
+    def producer(self) -> Any:
+        if self._producer is None:
+            from celery import Celery
+
+            app = Celery("bench_producer", broker=self.producer_url)
+            app.conf.update(task_serializer="json", broker_transport_options={
+                "visibility_timeout": 3600, "priority_steps": list(range(10)), "sep": "\x06\x16",
+                "queue_order_strategy": "priority"})
+            self._producer = app
+        return self._producer
+
+    def send(self, key: str, work_s: float) -> None:
+        self.producer.send_task(BARE_TASK, args=[key, work_s], queue=BARE_QUEUE, routing_key=BARE_QUEUE,
+                                priority=4)
+
+    def close(self) -> None:
+        self.stop()
+        if self._producer is not None:
+            self._producer.close()
+            self._producer = None
+
+
+# ---------------------------------------------------------------------------------------------- latency
+def _plan(level: int, quick: bool) -> int:
+    """Requests per client at a concurrency level (so every run has enough samples for a p99)."""
+    if level == 1:
+        return 20 if quick else 50
+    if level <= 10:
+        return 5 if quick else 10
+    if level <= 100:
+        return 1 if quick else 2
+    return 1
+
+
+async def _latency_run(url: str, path: str, headers: dict[str, str], body: dict[str, Any], clients: int,
+                       per_client: int, sockets: int) -> tuple[list[float], int, set[str]]:
+    limits = httpx.Limits(max_connections=sockets, max_keepalive_connections=sockets)
+    lat: list[float] = []
+    errors = 0
+    modes: set[str] = set()
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0, headers=headers) as cl:
+        async def one() -> None:
+            nonlocal errors
+            for _ in range(per_client):
+                t = time.perf_counter()
+                try:
+                    r = await cl.post(path, json=body)
+                    ok = r.status_code == 202
+                    if ok:
+                        modes.add(str(r.json().get("mode")))
+                except httpx.HTTPError:
+                    ok = False
+                lat.append((time.perf_counter() - t) * 1000.0)
+                errors += 0 if ok else 1
+        await asyncio.gather(*(one() for _ in range(clients)))
+    return lat, errors, modes
+
+
+def measure_latency(api: _Api, levels: Iterable[int], repeats: int, quick: bool, say: Callable[[str], None],
+                    mode: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for level in levels:
+        per = _plan(level, quick)
+        sockets = min(level, MAX_SOCKETS)
+        runs = []
+        errors = 0
+        seen: set[str] = set()
+        for _ in range(repeats):
+            lat, err, modes = asyncio.run(_latency_run(api.url, api.http.submit_path, api.auth,
+                                                       api.body(SHORT_FILE), level, per, sockets))
+            lat.sort()
+            runs.append((_pct(lat, 0.5), _pct(lat, 0.99), lat[-1]))
+            errors += err
+            seen |= modes
+        out[str(level)] = {"p50_ms": _r(_median(r[0] for r in runs), 2), "p99_ms": _r(_median(r[1] for r in runs), 2),
+                           "max_ms": _r(_median(r[2] for r in runs), 2), "requests": level * per,
+                           "sockets": sockets, "errors": errors, "modes": sorted(seen),
+                           "runs": [[_r(x, 2) for x in r] for r in runs]}
+        say(f"    {mode} x{level}: p50 {out[str(level)]['p50_ms']:.1f} ms, p99 {out[str(level)]['p99_ms']:.1f} ms, "
+            f"max {out[str(level)]['max_ms']:.1f} ms ({level * per} requests/run, modes {sorted(seen)})")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- throughput
+async def _submit_many(api: _Api, n: int, file_id: int, clients: int = 20) -> list[str]:
+    ids: list[str] = []
+    todo = iter(range(n))
+    async with httpx.AsyncClient(base_url=api.url, headers=api.auth, timeout=60.0,
+                                 limits=httpx.Limits(max_connections=clients)) as cl:
+        async def one() -> None:
+            for _ in todo:
+                r = await cl.post(api.http.submit_path, json=api.body(file_id))
+                r.raise_for_status()
+                ids.append(r.json()[api.http.task_id_field])
+        await asyncio.gather(*(one() for _ in range(clients)))
+    return ids
+
+
+def api_throughput(api: _Api, n: int, file_id: int) -> float:
+    since = time.time() - 0.001
+    t0 = time.time()
+    ids = set(asyncio.run(_submit_many(api, n, file_id)))
+
+    def finished() -> list[dict[str, Any]] | None:
+        mine = [t for t in api.ledger(since) if t["task_id"] in ids]
+        if len(mine) == len(ids) and all(t["state"] in TERMINAL_STATES for t in mine):
+            return mine
+        return None
+    tasks = _wait(finished, 300, f"{n} tasks to finish", 0.25)
+    end = max(e["finished_at"] for t in tasks for e in t["executions"] if e.get("finished_at"))
+    return n / (end - t0)
+
+
+def bare_throughput(bare: BareWorkers, cluster: Any, n: int, work_s: float) -> float:
+    key = f"bench:done:{uuid.uuid4().hex}"
+    r = cluster.redis.client(timeout=5.0)
+    try:
+        t0 = time.time()
+        for _ in range(n):
+            bare.send(key, work_s)
+        _wait(lambda: r.llen(key) >= n, 300, f"{n} bare tasks to finish", 0.05)
+        end = max(float(x) for x in r.lrange(key, 0, -1))
+        r.delete(key)
+    finally:
+        r.close()
+    return n / (end - t0)
+
+
+def measure_throughput(cluster: Any, api: _Api, bare: BareWorkers, n: int, work_s: float, worker_counts: list[int],
+                       repeats: int, say: Callable[[str], None], label: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    conc = cluster.target.worker_concurrency
+    for w in worker_counts:
+        _set_workers(cluster, w)
+        _drain(cluster, api)
+        api_runs = [api_throughput(api, n, SHORT_FILE) for _ in range(repeats)]
+        _set_workers(cluster, 0)
+        bare.start(w, conc)
+        try:
+            bare_runs = [bare_throughput(bare, cluster, n, work_s) for _ in range(repeats)]
+        finally:
+            bare.stop()
+        a, b = _median(api_runs), _median(bare_runs)
+        out[str(w)] = {"tasks": n, "api_tasks_per_s": _r(a, 2), "bare_tasks_per_s": _r(b, 2), "ratio": _r(a / b, 3),
+                       "api_runs": [_r(x, 2) for x in api_runs], "bare_runs": [_r(x, 2) for x in bare_runs]}
+        say(f"    {label}, {w} worker(s) x{conc}: api {a:.1f}/s, bare {b:.1f}/s, ratio {a / b:.2f}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- memory
+def measure_bulk_memory(cluster: Any, bare: BareWorkers, n: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """``n`` bare no-op tasks through Redis in batches; used_memory before and after they all finished."""
+    r = cluster.redis.client(timeout=5.0)
+    key = f"bench:bulk:{uuid.uuid4().hex}:count"
+    try:
+        _wait(lambda: _queue_backlog(cluster) == 0, 120, "an empty broker", 0.2)
+        before = _mem(r)
+        bare.start(2, 2, prefetch=16)
+        t0 = time.monotonic()
+        batch = 2500
+        sent = 0
+        try:
+            while sent < n:
+                k = min(batch, n - sent)
+                for _ in range(k):
+                    bare.send(key, 0.0)
+                sent += k
+                _wait(lambda: int(r.get(key) or 0) >= sent - batch, 600, "the bulk backlog to shrink", 0.05)
+            _wait(lambda: int(r.get(key) or 0) >= n, 600, "every bulk task to finish", 0.05)
+            _wait(lambda: _queue_backlog(cluster) == 0, 60, "an empty broker", 0.1)
+        finally:
+            bare.stop()
+        secs = time.monotonic() - t0
+        r.delete(key)
+        after = _mem(r)
+    finally:
+        r.close()
+    say(f"    {n} bulk tasks in {secs:.0f}s: used_memory {before} -> {after} B")
+    return {"tasks": n, "via": "bare Celery (send_task to celery -A workers on the same Redis; 2 workers x2, "
+                               "prefetch 16)",
+            "before_bytes": before, "after_bytes": after, "bytes_per_task": _r((after - before) / n, 3),
+            "seconds": _r(secs, 1)}
+
+
+# ---------------------------------------------------------------------------------------------- recovery
+def _worker_of(cluster: Any, name: str) -> Any:
+    short = name.split("@", 1)[0]
+    for w in cluster.workers:
+        if w.name == short:
+            return w
+    return None
+
+
+def recover_worker_sigkill(cluster: Any, api: _Api) -> float:
+    since = time.time() - 0.001
+    tid = api.submit(LONG_FILE)[api.http.task_id_field]
+
+    def running() -> dict[str, Any] | None:
+        for t in api.ledger(since):
+            if t["task_id"] == tid and t["executions"] and t["executions"][-1]["finished_at"] is None:
+                return dict(t["executions"][-1])
+        return None
+    ex = _wait(running, 30, "the long task to start", 0.05)
+    time.sleep(0.3)
+    victim = _worker_of(cluster, str(ex["worker"])) or cluster.workers[0]
+    t_kill = time.time()
+    victim.kill(signal.SIGKILL)
+
+    def rerun() -> float | None:
+        for t in api.ledger(since):
+            if t["task_id"] == tid:
+                later = [e for e in t["executions"] if e["attempt"] > ex["attempt"] and e.get("started_at")]
+                if later:
+                    return float(later[0]["started_at"])
+        return None
+    started = _wait(rerun, 60, "the killed task to run again", 0.05)
+    victim.start()
+    _wait(lambda: next(t for t in api.ledger(since) if t["task_id"] == tid)["state"] in TERMINAL_STATES, 60,
+          "the recovered task to finish", 0.2)
+    return started - t_kill
+
+
+def recover_redis_restart(cluster: Any, api: _Api) -> float:
+    cluster.redis.stop()
+    time.sleep(1.0)
+    cluster.redis.start()
+    t_start = time.time()
+    since = t_start - 0.001
+    celery_ids: set[str] = set()
+    deadline = time.monotonic() + 60
+    while not celery_ids and time.monotonic() < deadline:
+        r = api.submit(SHORT_FILE)
+        if r.get("mode") == "celery":
+            celery_ids.add(r[api.http.task_id_field])
+        else:
+            time.sleep(0.05)
+    if not celery_ids:
+        raise TimeoutError("the API never published to Redis again after its restart")
+
+    def done() -> float | None:
+        ends = [e["finished_at"] for t in api.ledger(since) if t["task_id"] in celery_ids and t["mode"] == "celery"
+                and t["state"] == "SUCCESS" for e in t["executions"] if e.get("finished_at")]
+        return min(ends) if ends else None
+    end = _wait(done, 120, "a task submitted after the Redis restart to finish on a worker", 0.05)
+    _drain(cluster, api)
+    return float(end) - t_start
+
+
+def recover_api_kill(cluster: Any, api: _Api) -> tuple[float, float]:
+    url = api.url + api.http.health_path
+    t_kill = time.monotonic()
+    cluster.api.kill(signal.SIGKILL)
+    t_call = time.monotonic()
+    cluster.api.spawn()
+
+    def up() -> bool:
+        return httpx.get(url, timeout=0.5).status_code == 200
+    _wait(up, 60, "the API to serve again", 0.01)
+    t_ok = time.monotonic()
+    return t_ok - t_call, t_ok - t_kill
+
+
+# ---------------------------------------------------------------------------------------------- the run
+def _defaults(quick: bool) -> dict[str, Any]:
+    return {"repeats": 1 if quick else 3, "concurrency_levels": (1, 10, 100, 1000),
+            "throughput_tasks": {"noop": 60, "short": 40} if quick else {"noop": 200, "short": 100},
+            "worker_counts": (1, 4), "memory_tasks": 5000 if quick else 100_000,
+            "recovery_repeats": 1 if quick else 3}
+
+
+def run_bench(target: Target, backend: str = "local", json_out: Path | None = None, quick: bool = False,
+              console: Console | None = None, out: Console | None = None, *,
+              concurrency_levels: Iterable[int] | None = None, memory_tasks: int | None = None,
+              throughput_tasks: dict[str, int] | None = None, worker_counts: Iterable[int] | None = None,
+              repeats: int | None = None, recovery_repeats: int | None = None, gate: bool | None = None,
+              docker: bool = True) -> int:
+    """Run the benchmark, print a table on ``out``, write ``json_out``; 0 measured, 2 a section failed."""
+    from chaos.cluster.cluster import Cluster
+
+    console = console or Console(stderr=True, highlight=False)
+    out = out or Console(highlight=False)
+    if backend != "local":
+        console.print(f"bench: measurements run on the local backend; {backend!r} is only brought up for its "
+                      "bring-up time")
+    d = _defaults(quick)
+    levels = list(concurrency_levels or d["concurrency_levels"])
+    reps = repeats or d["repeats"]
+    rec_reps = recovery_repeats or d["recovery_repeats"]
+    tput_n = {**d["throughput_tasks"], **(throughput_tasks or {})}
+    wcounts = list(worker_counts or d["worker_counts"])
+    mem_n = memory_tasks or d["memory_tasks"]
+    do_gate = (not quick) if gate is None else gate
+    short_ms = int(target.env.get("ROW_WORK_MS", "20"))
+
+    def say(msg: str) -> None:
+        console.print(msg, markup=False, highlight=False)
+
+    t_all = time.monotonic()
+    res: dict[str, Any] = {
+        "schema": SCHEMA, "quick": quick, "command": shlex.join(["chaos", *sys.argv[1:]]) if sys.argv else "chaos bench",
+        "started_at": _r(time.time(), 3), "machine": machine_info(),
+        "settings": {"repeats": reps, "recovery_repeats": rec_reps, "concurrency_levels": levels,
+                     "requests_per_level": {str(lv): lv * _plan(lv, quick) for lv in levels},
+                     "sockets_per_level": {str(lv): min(lv, MAX_SOCKETS) for lv in levels},
+                     "throughput_tasks": tput_n, "worker_counts": wcounts,
+                     "worker_concurrency": target.worker_concurrency, "memory_tasks": mem_n,
+                     "row_work_ms_short": short_ms},
+        "bring_up": {}, "submit_latency": {}, "throughput": {}, "recovery": {}, "redis_memory": {}, "gate": {},
+        "errors": {},
+    }
+    errors: dict[str, str] = res["errors"]
+    bring_ups: list[float] = []
+
+    def section(name: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except (ChaosError, TimeoutError, httpx.HTTPError, OSError, AssertionError) as exc:
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            say(f"    {name}: could not measure: {exc}")
+            return None
+
+    tmp = Path(tempfile.mkdtemp(prefix="chaos-bench-"))
+    try:
+        # ---- cluster A: no-op-ish tasks -----------------------------------------------------------------------
+        say(f"bench: cluster A (ROW_WORK_MS=0, 1 worker) on local ...")
+        with Cluster(target, backend="local", workers=1, env={"ROW_WORK_MS": "0"}) as c:
+            bring_ups.append(float(c.bring_up_seconds or 0))
+            res["machine"] = machine_info(c.redis.client())
+            api = _Api(c)
+            bare = BareWorkers(c, tmp / "bare-a")
+            try:
+                rc = c.redis.client(timeout=5.0)
+                m0 = _mem(rc)
+                n_before = len(api.ledger())
+                say("  submit latency, celery mode")
+                lat = section("submit_latency.celery", lambda: measure_latency(api, levels, reps, quick, say, "celery"))
+                if lat:
+                    res["submit_latency"]["celery"] = lat
+                say("  throughput, no-op-ish tasks")
+                tp = section("throughput.noop", lambda: measure_throughput(c, api, bare, tput_n["noop"], 0.0, wcounts,
+                                                                          reps, say, "no-op"))
+                if tp:
+                    res["throughput"]["noop"] = tp
+                _set_workers(c, 1)
+                section("drain", lambda: _drain(c, api))
+                m1 = _mem(rc)
+                n_api = len(api.ledger()) - n_before
+                n_bare = (tput_n["noop"] * reps * len(wcounts)) if tp else 0
+                res["redis_memory"]["api"] = {
+                    "tasks": n_api + n_bare, "via": f"{n_api} through the API + {n_bare} bare (the latency and "
+                                                  "throughput phases)",
+                    "before_bytes": m0, "after_bytes": m1,
+                    "bytes_per_task": _r((m1 - m0) / max(1, n_api + n_bare), 3)}
+                rc.close()
+                say(f"  redis memory, {mem_n} tasks")
+                _set_workers(c, 0)
+                bulk = section("redis_memory.bulk", lambda: measure_bulk_memory(c, bare, mem_n, say))
+                if bulk:
+                    res["redis_memory"]["bulk"] = bulk
+                _set_workers(c, 1)
+                say("  submit latency, fallback mode (Redis stopped)")
+
+                def fallback() -> dict[str, Any]:
+                    c.redis.stop()
+                    try:
+                        _wait(lambda: api.submit(SHORT_FILE).get("mode") == "fallback", 30, "fallback mode", 0.1)
+                        return measure_latency(api, levels, reps, quick, say, "fallback")
+                    finally:
+                        c.redis.start()
+                lat = section("submit_latency.fallback", fallback)
+                if lat:
+                    res["submit_latency"]["fallback"] = lat
+            finally:
+                bare.close()
+                api.close()
+
+        # ---- cluster B: short tasks and recovery --------------------------------------------------------------
+        say(f"bench: cluster B (ROW_WORK_MS={short_ms}, 1 worker) on local ...")
+        with Cluster(target, backend="local", workers=1) as c:
+            bring_ups.append(float(c.bring_up_seconds or 0))
+            api = _Api(c)
+            bare = BareWorkers(c, tmp / "bare-b")
+            try:
+                say("  throughput, short tasks")
+                tp = section("throughput.short", lambda: measure_throughput(
+                    c, api, bare, tput_n["short"], SHORT_ROWS * short_ms / 1000.0, wcounts, reps, say, "short"))
+                if tp:
+                    res["throughput"]["short"] = tp
+                _set_workers(c, 2)
+                section("drain", lambda: _drain(c, api))
+                say("  recovery (2 workers)")
+                rec: dict[str, list[float]] = {"worker_sigkill_s": [], "redis_restart_s": [], "api_restart_s": [],
+                                               "api_kill_to_serving_s": []}
+                for _ in range(rec_reps):
+                    v = section("recovery.worker_sigkill", lambda: recover_worker_sigkill(c, api))
+                    if v is not None:
+                        rec["worker_sigkill_s"].append(v)
+                    c.heal()
+                    v = section("recovery.redis_restart", lambda: recover_redis_restart(c, api))
+                    if v is not None:
+                        rec["redis_restart_s"].append(v)
+                    c.heal()
+                    v = section("recovery.api_kill", lambda: recover_api_kill(c, api))
+                    if v is not None:
+                        rec["api_restart_s"].append(v[0])
+                        rec["api_kill_to_serving_s"].append(v[1])
+                    c.heal()
+                for k, xs in rec.items():
+                    if xs:
+                        res["recovery"][k] = {"median": _r(_median(xs), 3), "runs": [_r(x, 3) for x in xs]}
+                        say(f"    {k}: {_median(xs):.2f}s (runs {[round(x, 2) for x in xs]})")
+            finally:
+                bare.close()
+                api.close()
+        res["bring_up"]["local"] = {"seconds": _r(_median(bring_ups), 2), "runs": [_r(x, 2) for x in bring_ups],
+                                    "workers": 1}
+
+        # ---- gate and docker ----------------------------------------------------------------------------------
+        if do_gate:
+            say("bench: the default gate profile ...")
+            res["gate"] = section("gate", lambda: _gate_wall(target, tmp / "gate", say)) or {"skipped": "failed"}
+        else:
+            res["gate"] = {"skipped": "--quick" if quick else "not requested"}
+        res["bring_up"]["docker"] = _docker_bring_up(target, say) if docker else {"skipped": "not requested"}
+    except ChaosError as exc:
+        errors["cluster"] = f"{type(exc).__name__}: {exc}"
+        say(f"bench: could not run: {exc}")
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    res["wall_s"] = _r(time.monotonic() - t_all, 1)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(res, indent=2) + "\n")
+    out.print(render_table(res))
+    m = res["machine"]
+    out.print(f"machine: {m['cores']} cores, {m['memory_bytes'] / 2**30:.1f} GiB, Python {m['python']}, "
+              f"Celery {m['celery']}, kombu {m['kombu']}, redis-py {m['redis_py']}, redis-server {m['redis_server']}; "
+              f"bench wall {res['wall_s']:.0f}s", markup=False)
+    if json_out is not None:
+        out.print(f"json: {json_out}", markup=False)
+    return 2 if errors else 0
+
+
+def _gate_wall(target: Target, report_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    from chaos.gate import Profile, run_gate
+    from chaos.target import load_config
+
+    cfg = load_config(target.root / "pyproject.toml") if (target.root / "pyproject.toml").is_file() else {}
+    t0 = time.monotonic()
+    outcome = run_gate(target, Profile.load("default", cfg), report_dir=report_dir, seed=1,
+                       progress=lambda m: say(f"    {m}"))
+    wall = time.monotonic() - t0
+    say(f"    gate: exit {outcome.exit_code} in {wall:.0f}s")
+    return {"wall_s": _r(wall, 1), "exit_code": outcome.exit_code, "scenarios": len(outcome.results)}
+
+
+def _docker_bring_up(target: Target, say: Callable[[str], None]) -> dict[str, Any]:
+    from chaos.cluster.cluster import Cluster
+
+    try:
+        from chaos.images import docker_client, find_target_image
+
+        client = docker_client(timeout=10)
+        try:
+            tag = find_target_image(target, client)
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 - any reason is a skip reason
+        return {"skipped": f"no Docker daemon answers ({type(exc).__name__}: {str(exc)[:160]})"}
+    if tag is None:
+        return {"skipped": "the target image for the current source tree is not built (chaos images build)"}
+    say(f"bench: docker bring-up ({tag}) ...")
+    try:
+        with Cluster(target, backend="docker", workers=1) as c:
+            secs = float(c.bring_up_seconds or 0)
+    except Exception as exc:  # noqa: BLE001
+        return {"skipped": f"docker bring-up failed: {type(exc).__name__}: {str(exc)[:200]}"}
+    return {"seconds": _r(secs, 2), "runs": [_r(secs, 2)], "workers": 1, "image": tag}
+
+
+# ---------------------------------------------------------------------------------------------- output
+def render_table(res: dict[str, Any]) -> Table:
+    t = Table(title=f"chaos bench{' --quick' if res.get('quick') else ''} (medians)")
+    t.add_column("measure")
+    t.add_column("case")
+    t.add_column("value", justify="right")
+    for mode, levels in res.get("submit_latency", {}).items():
+        for lv, v in levels.items():
+            t.add_row(f"submit latency, {mode}", f"{lv} concurrent ({v['sockets']} sockets)",
+                      f"p50 {v['p50_ms']:.1f} / p99 {v['p99_ms']:.1f} / max {v['max_ms']:.1f} ms"
+                      + (f", {v['errors']} errors" if v["errors"] else ""))
+    for kind, by_w in res.get("throughput", {}).items():
+        for w, v in by_w.items():
+            t.add_row(f"throughput, {kind}", f"{w} worker(s) x{res['settings']['worker_concurrency']}, "
+                      f"{v['tasks']} tasks", f"api {v['api_tasks_per_s']:.1f}/s, bare {v['bare_tasks_per_s']:.1f}/s, "
+                      f"ratio {v['ratio']:.2f}")
+    labels = {"worker_sigkill_s": "worker SIGKILL -> task running again",
+              "redis_restart_s": "Redis start -> a new task done on a worker",
+              "api_restart_s": "API start -> first 200", "api_kill_to_serving_s": "API SIGKILL -> first 200"}
+    for k, v in res.get("recovery", {}).items():
+        t.add_row("recovery", labels.get(k, k), f"{v['median']:.2f} s")
+    for k, v in res.get("redis_memory", {}).items():
+        t.add_row("Redis used_memory", f"{k}: {v['tasks']} tasks",
+                  f"{v['before_bytes'] / 2**20:.2f} -> {v['after_bytes'] / 2**20:.2f} MiB, "
+                  f"{v['bytes_per_task']:.1f} B/task")
+    for k, v in res.get("bring_up", {}).items():
+        t.add_row("bring-up", k, f"{v['seconds']:.1f} s" if "seconds" in v else f"skipped: {v['skipped']}")
+    g = res.get("gate", {})
+    if g:
+        t.add_row("gate wall time", "default profile",
+                  f"{g['wall_s']:.0f} s (exit {g['exit_code']})" if "wall_s" in g else f"skipped: {g['skipped']}")
+    for k, v in res.get("errors", {}).items():
+        t.add_row("error", k, v)
+    return t
