@@ -81,10 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("images", help="container images for the docker backend")
     isub = p.add_subparsers(dest="images_command", required=True, parser_class=_Parser)
-    b = isub.add_parser("build", help="build the base and target images")
+    b = isub.add_parser("build", help="build the base and target images, then drop the target's older images")
     _common(b)
-    b.add_argument("--offline-base", action="store_true", default=None,
+    g = b.add_mutually_exclusive_group()
+    g.add_argument("--offline-base", dest="offline_base", action="store_true", default=None,
                    help="build the base with debootstrap + docker import (no registry needed)")
+    g.add_argument("--public-base", dest="offline_base", action="store_false",
+                   help="require the public python:3.11-slim-bookworm base (pulled if absent)")
+    b.add_argument("--rebuild", action="store_true", help="rebuild the target image even when its tag exists")
+    b.add_argument("--keep", type=int, default=2, metavar="N",
+                   help="keep the newest N images of the target, the one built included; older ones no container "
+                        "uses are removed (default 2)")
+    isub.add_parser("prune", help="remove every target image no container uses (the base images stay)")
 
     p = sub.add_parser("canaries", help="list the canary targets (known failure modes)")
     _common(p)
@@ -243,12 +251,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from chaos.images import build_images
+    from chaos.images import build_images, prune_images
 
-    target = _target(args)
-    result = build_images(target, offline_base=args.offline_base, progress=say)
+    if args.images_command == "prune":
+        result = prune_images(progress=say)
+    else:
+        if args.keep < 1:
+            raise BadArguments(f"--keep must be at least 1 (the image just built), not {args.keep}")
+        target = _target(args)
+        result = build_images(target, offline_base=args.offline_base, rebuild=args.rebuild, keep=args.keep,
+                              progress=say)
     for k, v in result.items():
-        out.print(f"{k}: {v}")
+        out.print(f"{k}: {v}", markup=False)
     return 0
 
 

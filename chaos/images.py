@@ -11,7 +11,13 @@ The target image ``celery-chaos-<target>:<hash>`` is the base + the target's ``i
 ``--no-index`` from wheels downloaded on the host (``pip download --only-binary=:all: --platform ...``), + the paths
 of ``image_copy`` in ``/app``. The tag is a hash of every input, so an unchanged target is not rebuilt.
 
-Run ``python -m chaos.images build [--offline-base]`` (the ``chaos images build`` CLI calls ``main``).
+Every code edit gives a new target tag (~290 MB each, sharing their lower layers), so after a successful build the
+older tags of the same repository that carry our label and that no container (running or stopped) uses are removed,
+keeping the newest ``keep`` (default 2, the one just built included); ``prune_images`` removes every target image of
+ours that no container uses and keeps the bases. The choice is the pure ``select_removals``.
+
+Run ``python -m chaos.images build [--offline-base|--public-base] [--rebuild] [--keep N]`` or
+``python -m chaos.images prune`` (``chaos images build|prune`` does the same).
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +54,9 @@ BASE_PACKAGES = ("python3", "python3-venv", "redis-server", "procps", "iproute2"
 EXTRA_REQUIREMENTS = ("async-timeout>=4.0.3",)  # redis-py needs it on Debian's 3.11.2 (marker < 3.11.3)
 LABEL_IMAGE = "io.celery-chaos.image"
 LABEL_PYTHON = "io.celery-chaos.python"
+LABEL_TARGET = "io.celery-chaos.target"
+TARGET_REPO_PREFIX = "celery-chaos-"
+DEFAULT_KEEP = 2
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 IGNORE = ("__pycache__", "*.pyc", "*.pyo", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache", "*.egg-info",
           ".tox", ".venv", "node_modules", "*.db", "*.db-wal", "*.db-shm", ".DS_Store")
@@ -410,21 +420,37 @@ def _same_fs(a: Path, b: Path) -> bool:
 
 
 def build_images(target: Target, *, offline_base: bool | None = None, progress: Progress = None,
-                 rebuild: bool = False) -> dict[str, Any]:
+                 rebuild: bool = False, keep: int | None = DEFAULT_KEEP) -> dict[str, Any]:
     """Build (or find) the base and the target image. Idempotent: unchanged inputs give the same tag, no build.
 
-    Returns ``{"base": tag, "target": tag, "offline_base": bool, "seconds": {"base": s, "target": s, "total": s}}``.
+    Then, unless ``keep`` is None, remove this target's older unused images, keeping the newest ``keep`` (>= 1);
+    a failed cleanup is reported, never fatal (the build succeeded).
+
+    Returns ``{"base": tag, "target": tag, "offline_base": bool, "removed": [refs], "kept": [tags],
+    "seconds": {"base": s, "target": s, "total": s}}``.
     """
+    if keep is not None and keep < 1:
+        from chaos.errors import BadArguments
+
+        raise BadArguments(f"--keep must be at least 1 (the image just built), not {keep}")
     client = docker_client(timeout=600)
+    cleanup: dict[str, Any] = {}
     try:
         t0 = time.monotonic()
         base = resolve_base(client, offline_base, progress)
         t1 = time.monotonic()
         tag = build_target_image(client, target, base, progress, rebuild=rebuild)
         t2 = time.monotonic()
+        if keep is not None:
+            try:
+                cleanup = clean_target_images(client, target, tag, keep=keep, progress=progress)
+            except Exception as exc:  # noqa: BLE001 - the build is done; a cleanup hiccup must not undo it
+                _emit(progress, f"images: cleanup failed: {type(exc).__name__}: {exc}")
+                cleanup = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
         client.close()
     return {"base": base, "target": tag, "offline_base": base == OFFLINE_BASE,
+            **{k: v for k, v in cleanup.items() if k in ("removed", "kept", "skipped", "error")},
             "seconds": {"base": round(t1 - t0, 2), "target": round(t2 - t1, 2), "total": round(t2 - t0, 2)}}
 
 
@@ -451,6 +477,147 @@ def find_target_image(target: Target, client: docker.DockerClient | None = None)
         if own:
             client.close()
 
+# cleanup ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImageRecord:
+    """What the cleanup needs of one image (``GET /images/json``): id, tags, creation time (epoch s), labels."""
+
+    id: str
+    tags: tuple[str, ...]
+    created: int
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> ImageRecord:
+        tags = tuple(t for t in (raw.get("RepoTags") or ()) if t and t != "<none>:<none>")
+        return cls(id=str(raw["Id"]), tags=tags, created=int(raw.get("Created") or 0),
+                   labels=dict(raw.get("Labels") or {}))
+
+
+@dataclass(frozen=True)
+class Removal:
+    """Remove ``refs`` (tags of ours, or the id of an untagged image) of image ``id``; ``why`` for the report."""
+
+    id: str
+    refs: tuple[str, ...]
+    why: str
+
+
+def _repo_of(tag: str) -> str:
+    return tag.rpartition(":")[0] if ":" in tag.rsplit("/", 1)[-1] else tag
+
+
+def _ours(tag: str) -> bool:
+    return _repo_of(tag).startswith(TARGET_REPO_PREFIX)
+
+
+def select_removals(images: Iterable[ImageRecord], *, in_use: Iterable[str], keep: int | None = None,
+                    repository: str | None = None, target: str | None = None,
+                    protect: Iterable[str] = ()) -> tuple[list[Removal], list[str]]:
+    """Which target images to remove; pure (no Docker), returns ``(removals, kept_tags)``.
+
+    Only images labelled ``io.celery-chaos.image=target`` are candidates (bases never are); of their tags only
+    ours (``celery-chaos-*``, and with ``repository`` only that repository's) are removed, so an image a user
+    re-tagged elsewhere is merely untagged. Images used by a container (``in_use``: image ids) are never touched.
+
+    * ``keep=None`` (prune): every candidate not in use goes, whatever its target.
+    * ``keep=N`` (after a build of ``repository``): the tags in ``protect`` (the image just built) and the newest
+      others up to N images in all stay; older ones go, and so do untagged (dangling: a ``--rebuild`` re-used
+      their tag) images labelled with ``target``.
+    """
+    if keep is not None and keep < 1:
+        raise ValueError("keep must be >= 1 (the image just built is always kept)")
+    used = set(in_use)
+    protected = set(protect)
+    candidates: list[ImageRecord] = []
+    dangling: list[ImageRecord] = []
+    for img in images:
+        if img.labels.get(LABEL_IMAGE) != "target":
+            continue
+        if target is not None and keep is not None and img.labels.get(LABEL_TARGET) != target:
+            continue
+        if not img.tags:
+            dangling.append(img)
+            continue
+        mine = tuple(t for t in img.tags if _ours(t) and (repository is None or _repo_of(t) == repository))
+        if mine:
+            candidates.append(ImageRecord(img.id, mine, img.created, img.labels))
+    removals: list[Removal] = []
+    kept: list[str] = []
+    if keep is None:
+        for img in sorted(candidates, key=lambda i: (-i.created, i.id)):
+            if img.id in used:
+                kept.extend(img.tags)
+            else:
+                removals.append(Removal(img.id, img.tags, "pruned"))
+    else:
+        ordered = sorted(candidates, key=lambda i: (not (set(i.tags) & protected), -i.created, i.id))
+        slots = keep
+        for img in ordered:
+            if slots > 0:
+                slots -= 1
+                kept.extend(img.tags)
+            elif img.id in used:
+                kept.extend(img.tags)
+            else:
+                removals.append(Removal(img.id, img.tags, f"older than the newest {keep}"))
+    for img in sorted(dangling, key=lambda i: (-i.created, i.id)):
+        if img.id not in used and (keep is None or target is None or img.labels.get(LABEL_TARGET) == target):
+            removals.append(Removal(img.id, (img.id,), "untagged"))
+    return removals, kept
+
+
+def _images_in_use(client: docker.DockerClient) -> set[str]:
+    """Ids of the images of every container, running or not (a stopped one still pins its image)."""
+    return {str(c.get("ImageID") or c.get("Image")) for c in client.api.containers(all=True)}
+
+
+def _target_records(client: docker.DockerClient) -> list[ImageRecord]:
+    raw = client.api.images(filters={"label": f"{LABEL_IMAGE}=target"})
+    return [ImageRecord.from_api(r) for r in raw]
+
+
+def _remove(client: docker.DockerClient, removals: list[Removal], progress: Progress) -> dict[str, Any]:
+    import docker.errors
+
+    removed: list[str] = []
+    skipped: list[str] = []
+    layers = 0
+    for r in removals:
+        for ref in r.refs:
+            try:
+                out = client.api.remove_image(ref, force=False, noprune=False)
+            except docker.errors.NotFound:
+                continue  # another cleanup got there first
+            except docker.errors.APIError as exc:  # 409: a container appeared meanwhile, or a child image
+                skipped.append(f"{ref}: {exc.explanation or exc}")
+                _emit(progress, f"images: kept {ref} ({exc.explanation or exc})")
+                continue
+            layers += sum(1 for e in out or () if isinstance(e, dict) and "Deleted" in e)
+            removed.append(ref)
+            _emit(progress, f"images: removed {ref} ({r.why})")
+    return {"removed": removed, "skipped": skipped, "deleted_layers": layers}
+
+
+def clean_target_images(client: docker.DockerClient, target: Target, current: str, *, keep: int = DEFAULT_KEEP,
+                        progress: Progress = None) -> dict[str, Any]:
+    """After a build of ``current``: remove this target's older unused tags, keeping the newest ``keep``."""
+    removals, kept = select_removals(_target_records(client), in_use=_images_in_use(client), keep=keep,
+                                     repository=_repo_of(current), target=target.name, protect=[current])
+    return {"kept": kept, **_remove(client, removals, progress)}
+
+
+def prune_images(*, progress: Progress = None, client: docker.DockerClient | None = None) -> dict[str, Any]:
+    """Remove every target image of ours (any target) that no container uses; the bases stay."""
+    own = client is None
+    client = client or docker_client(timeout=300)
+    try:
+        removals, kept = select_removals(_target_records(client), in_use=_images_in_use(client), keep=None)
+        return {"kept": kept, **_remove(client, removals, progress)}
+    finally:
+        if own:
+            client.close()
+
 
 def main(argv: list[str] | None = None) -> int:
     from chaos.errors import ChaosError
@@ -466,12 +633,20 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--target", default=None, help="a named target from [tool.celery-chaos.targets]")
     b.add_argument("--pyproject", default=None, type=Path)
     b.add_argument("--rebuild", action="store_true", help="rebuild the target image even when its tag exists")
+    b.add_argument("--keep", type=int, default=DEFAULT_KEEP,
+                   help=f"keep the newest N images of the target, the one built included (default {DEFAULT_KEEP})")
     b.add_argument("-q", "--quiet", action="store_true")
+    pr = sub.add_parser("prune", help="remove every target image no container uses (the bases stay)")
+    pr.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)
+    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     try:
-        target = load_target(args.pyproject, name=args.target)
-        out = build_images(target, offline_base=args.offline, rebuild=args.rebuild,
-                           progress=None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True)))
+        if args.cmd == "prune":
+            out = prune_images(progress=progress)
+        else:
+            target = load_target(args.pyproject, name=args.target)
+            out = build_images(target, offline_base=args.offline, rebuild=args.rebuild, keep=args.keep,
+                               progress=progress)
     except ChaosError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
