@@ -70,7 +70,7 @@ class Publisher:
 
     def _send(self, task_id: str, priority: int) -> None:
         app.send_task(SYNC_TASK, args=[task_id], task_id=task_id, queue=QUEUE, routing_key=QUEUE,
-                      priority=redis_priority(priority), retry=False)
+                      priority=redis_priority(priority), retry=False, ignore_result=True)
 
     def publish_blocking(self, task_id: str, priority: int) -> bool:
         """For the sweeper (already off the event loop)."""
