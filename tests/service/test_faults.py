@@ -204,3 +204,21 @@ def test_redis_sigkill_restart_with_backlog(make_stack):
     for tid in ids:
         assert by_id[tid]["effects"] == 25
         assert [e["outcome"] for e in by_id[tid]["executions"]].count("success") == 1
+
+
+def test_long_outage_adopts_queued_tasks_into_fallback(make_stack):
+    """Tasks accepted via Celery but stuck in a dead Redis are run by the API after 2 x LEASE_SECONDS."""
+    st = make_stack(workers=0)
+    with st.client() as c:
+        ids = [st.submit(c, 1)["celery_task_id"] for _ in range(3)]
+        assert all(c.get(f"/api/data-sync/task-status/{t}").json()["mode"] == "celery" for t in ids)
+        st.stop_redis()
+        for tid in ids:
+            final = st.wait_status(c, tid, timeout=20)
+            assert final["status"] == "SUCCESS" and final["mode"] == "fallback", final
+        st.start_redis()
+        st.start_worker()  # the stale messages are delivered now and fenced (mode mismatch)
+        time.sleep(1.5)
+    for tid in ids:
+        t = st.ledger_task(tid)
+        assert t["effects"] == 5 and [e["outcome"] for e in t["executions"]] == ["success"]
