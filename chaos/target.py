@@ -190,9 +190,11 @@ def load_target(pyproject: Path | None = None, name: str | None = None) -> Targe
     cfg = load_config(path)
     base = dict(_require(cfg, "target", "[tool.celery-chaos]"))
     if name:
-        variants = cfg.get("targets", {})
+        variants = dict(cfg.get("targets", {}))
+        for cname, table in cfg.get("canaries", {}).items():  # canary:NAME -> its target overrides
+            variants[f"canary:{cname}"] = {"description": table.get("description", ""), **table.get("target", {})}
         if name not in variants:
-            raise BadArguments(f"unknown target {name!r}; known: {sorted(variants) or 'none'}")
+            raise BadArguments(f"unknown target {name!r}; known: {', '.join(sorted(variants)) or 'none'}")
         over = dict(variants[name])
         env = {**base.get("env", {}), **over.pop("env", {})}
         base = {**base, **over, "env": env, "name": over.get("name", name)}
