@@ -57,6 +57,7 @@ LABEL_PYTHON = "io.celery-chaos.python"
 LABEL_TARGET = "io.celery-chaos.target"
 TARGET_REPO_PREFIX = "celery-chaos-"
 DEFAULT_KEEP = 2
+IMAGE_PINS_ENV = "CELERY_CHAOS_IMAGE_PINS"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 IGNORE = ("__pycache__", "*.pyc", "*.pyo", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache", "*.egg-info",
           ".tox", ".venv", "node_modules", "*.db", "*.db-wal", "*.db-shm", ".DS_Store")
@@ -307,8 +308,17 @@ def tree_hash(target: Target) -> str:
     return h.hexdigest()
 
 
+def image_pins() -> list[str]:
+    """Extra requirements for every target image from ``$CELERY_CHAOS_IMAGE_PINS`` (whitespace-separated).
+
+    A CI matrix pins the containers' Celery with it (``celery[redis]==5.3.* kombu==5.3.*``): the pins are part of
+    the image tag, so each version gets an image of its own and a plain run finds the unpinned one.
+    """
+    return os.environ.get(IMAGE_PINS_ENV, "").split()
+
+
 def requirements(target: Target) -> list[str]:
-    reqs = list(target.image_requirements)
+    reqs = [*target.image_requirements, *image_pins()]
     for extra in EXTRA_REQUIREMENTS:
         if not any(r.split(">")[0].split("=")[0].strip().lower() == extra.split(">")[0] for r in reqs):
             reqs.append(extra)
