@@ -60,6 +60,8 @@ class Workload:
         self.poll_interval = poll_interval
         self.quiesce_deadline = math.inf
         self.t0 = time.monotonic()
+        # Keys are scoped to this run: a key reused by a later run must not resolve to an earlier run's task.
+        self.key_scope = uuid.uuid4().hex[:8]
         self.acknowledged: dict[str, int] = {}  # task id -> process
         self.last_status: dict[str, str] = {}
         self._sem: asyncio.Semaphore | None = None
@@ -81,11 +83,11 @@ class Workload:
         body = dict(kind.body)
         if self.http.priority_field:
             body[self.http.priority_field] = plan.priority
-        extra = {self.http.idempotency_header: plan.idempotency_key} if (
-            plan.idempotency_key and self.http.idempotency_header) else None
+        key = f"{self.key_scope}-{plan.idempotency_key}" if plan.idempotency_key else None
+        extra = {self.http.idempotency_header: key} if (key and self.http.idempotency_header) else None
         inv = self.recorder.invoke(process, "submit", value={
             "kind": plan.kind, "priority": plan.priority, "expect": kind.expect,
-            "idempotency_key": plan.idempotency_key, "units": kind.units})
+            "idempotency_key": key, "units": kind.units})
         try:
             r = await self._request(self.http.submit_method, self.http.submit_path, json=body,
                                     headers=self._headers(extra))
