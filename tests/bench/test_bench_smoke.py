@@ -1,0 +1,65 @@
+"""Smoke test of ``chaos bench``: the smallest run, then the JSON has every documented key with sane values.
+
+Speed is never asserted: only that each figure exists and is a positive number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from chaos.bench import SCHEMA, run_bench
+from chaos.target import load_target
+
+pytestmark = pytest.mark.slow
+
+
+def _positive(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def test_bench_quick_writes_every_documented_key(tmp_path: Path) -> None:
+    out_file = tmp_path / "bench.json"
+    console = Console(file=open(tmp_path / "progress.txt", "w"), width=120)  # noqa: SIM115
+    out = Console(file=open(tmp_path / "table.txt", "w"), width=160)  # noqa: SIM115
+    rc = run_bench(load_target(), json_out=out_file, quick=True, console=console, out=out,
+                   concurrency_levels=(1, 10), memory_tasks=500, throughput_tasks={"noop": 10, "short": 6},
+                   worker_counts=(1,), repeats=1, recovery_repeats=1, gate=False, docker=False)
+    res = json.loads(out_file.read_text())
+    assert rc == 0, res["errors"]
+    assert res["errors"] == {}
+    assert res["schema"] == SCHEMA and res["quick"] is True
+    for key in ("command", "started_at", "wall_s", "machine", "settings", "bring_up", "submit_latency",
+                "throughput", "recovery", "redis_memory", "gate", "errors"):
+        assert key in res, key
+    m = res["machine"]
+    for key in ("cores", "memory_bytes", "platform", "python", "celery", "kombu", "redis_py", "redis_server"):
+        assert m.get(key) not in (None, "", "?"), key
+    s = res["settings"]
+    for key in ("repeats", "concurrency_levels", "requests_per_level", "sockets_per_level", "throughput_tasks",
+                "worker_counts", "worker_concurrency", "memory_tasks", "row_work_ms_short"):
+        assert key in s, key
+    assert _positive(res["bring_up"]["local"]["seconds"])
+    assert "skipped" in res["bring_up"]["docker"] and "skipped" in res["gate"]
+    for mode in ("celery", "fallback"):
+        for level in ("1", "10"):
+            v = res["submit_latency"][mode][level]
+            assert all(_positive(v[k]) for k in ("p50_ms", "p99_ms", "max_ms", "requests", "sockets")), v
+            assert v["p50_ms"] <= v["p99_ms"] <= v["max_ms"]
+            assert v["errors"] == 0
+    for kind in ("noop", "short"):
+        v = res["throughput"][kind]["1"]
+        assert all(_positive(v[k]) for k in ("tasks", "api_tasks_per_s", "bare_tasks_per_s", "ratio")), v
+    for key in ("worker_sigkill_s", "redis_restart_s", "api_restart_s", "api_kill_to_serving_s"):
+        assert _positive(res["recovery"][key]["median"]), key
+    assert res["recovery"]["api_kill_to_serving_s"]["median"] >= res["recovery"]["api_restart_s"]["median"]
+    for key in ("bulk", "api"):
+        v = res["redis_memory"][key]
+        assert _positive(v["tasks"]) and _positive(v["before_bytes"]) and _positive(v["after_bytes"]), v
+        assert isinstance(v["bytes_per_task"], (int, float)) and math.isfinite(v["bytes_per_task"])
+    assert res["redis_memory"]["bulk"]["tasks"] == 500
+    assert "chaos bench" in (tmp_path / "table.txt").read_text()
