@@ -165,14 +165,12 @@ def check(task_id: str, attempt: int, renew: bool) -> str:
                     .values(lease_until=time.time() + get_settings().lease_seconds))
                 if r.rowcount == 1:
                     return "ok"
-                status = c.execute(select(tasks.c.status).where(tasks.c.task_id == task_id)).scalar()
-        else:
-            with read_conn() as c:
-                row = c.execute(select(tasks.c.status, tasks.c.attempts).where(tasks.c.task_id == task_id)).first()
-            if row is not None and row.status == STARTED and row.attempts == attempt:
-                return "ok"
-            status = row.status if row is not None else None
-        return "revoked" if status == REVOKED else "fenced"
+                return _fenced_outcome(c, task_id, attempt)
+        with read_conn() as c:
+            row = c.execute(select(tasks.c.status, tasks.c.attempts).where(tasks.c.task_id == task_id)).first()
+        if row is not None and row.status == STARTED and row.attempts == attempt:
+            return "ok"
+        return "revoked" if row is not None and row.status == REVOKED and row.attempts == attempt else "fenced"
     return retry_db(go)
 
 
@@ -182,9 +180,10 @@ def _set_outcome(c: Any, task_id: str, attempt: int, outcome: str) -> None:
               .values(outcome=outcome, finished_at=time.time()))
 
 
-def _fenced_outcome(c: Any, task_id: str) -> str:
-    st = c.execute(select(tasks.c.status).where(tasks.c.task_id == task_id)).scalar()
-    return "revoked" if st == REVOKED else "fenced"
+def _fenced_outcome(c: Any, task_id: str, attempt: int) -> str:
+    """Why an attempt may not go on: "revoked" if *it* was cancelled, else "fenced" (superseded/expired)."""
+    row = c.execute(select(tasks.c.status, tasks.c.attempts).where(tasks.c.task_id == task_id)).first()
+    return "revoked" if row is not None and row.status == REVOKED and row.attempts == attempt else "fenced"
 
 
 def _upsert_synced(c: Any, values: list[dict]) -> None:
@@ -209,7 +208,7 @@ def finish_success(task_id: str, attempt: int, file_id: int, rows: list[tuple[in
                 .values(status=SUCCESS, lease_until=None, updated_at=now, error=None,
                         result=json.dumps({"rows_synced": len(rows), "file_id": file_id})))
             if r.rowcount != 1:
-                outcome = _fenced_outcome(c, task_id)
+                outcome = _fenced_outcome(c, task_id, attempt)
                 _set_outcome(c, task_id, attempt, outcome)
                 return outcome
             if rows:
@@ -230,7 +229,7 @@ def finish_failure(task_id: str, attempt: int, error: str) -> str:
             r = c.execute(update(tasks).where(
                 tasks.c.task_id == task_id, tasks.c.attempts == attempt, tasks.c.status == STARTED)
                 .values(status=FAILURE, lease_until=None, updated_at=now, error=error[:2000]))
-            outcome = "failure" if r.rowcount == 1 else _fenced_outcome(c, task_id)
+            outcome = "failure" if r.rowcount == 1 else _fenced_outcome(c, task_id, attempt)
             _set_outcome(c, task_id, attempt, outcome)
             return outcome
     return retry_db(go)
@@ -244,7 +243,7 @@ def release_for_retry(task_id: str, attempt: int, error: str) -> bool:
             r = c.execute(update(tasks).where(
                 tasks.c.task_id == task_id, tasks.c.attempts == attempt, tasks.c.status == STARTED)
                 .values(status=RETRY, lease_until=None, updated_at=now, error=error[:2000]))
-            _set_outcome(c, task_id, attempt, "failure" if r.rowcount == 1 else _fenced_outcome(c, task_id))
+            _set_outcome(c, task_id, attempt, "failure" if r.rowcount == 1 else _fenced_outcome(c, task_id, attempt))
             return r.rowcount == 1
     return retry_db(go)
 

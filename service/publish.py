@@ -163,7 +163,9 @@ class FallbackRunner:
         self.concurrency = s.fallback_concurrency
         self.pool = ThreadPoolExecutor(max_workers=s.fallback_concurrency, thread_name_prefix="fallback")
         self.sem = asyncio.Semaphore(s.fallback_concurrency)
-        self.name = f"api-fallback@{socket.gethostname()}:{os.getpid()}"
+        # "api@host:pid": the part before "@" names the node (as "worker-0@host" does for workers), so
+        # an observer can tie a fallback execution to the API process that ran it.
+        self.name = f"api@{socket.gethostname()}:{os.getpid()}"
         self.stop = threading.Event()
         self.inflight: set[str] = set()
         self._tasks: set[asyncio.Task] = set()

@@ -272,6 +272,9 @@ def build_stack(tmp: Path, workers: int = 1, concurrency: int = 2, env: dict[str
         if api:
             st.wait_api()
         st.wait_workers()
+        if api and workers:  # the API's health snapshot refreshes every 0.25 s
+            st._wait(lambda: st.health()["workers"] >= workers and st.health()["status"] == "ok", 10,
+                     "health ok", st.api)
     except BaseException:
         st.teardown()
         raise
