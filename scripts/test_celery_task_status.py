@@ -61,8 +61,10 @@ def run(url: str, token: str, file_id: int, timeout: float) -> None:
             raise SmokeFailure(f"task {tid} ended {st['status']}: {st.get('error')}")
         print(f"[ok]   task {tid} SUCCESS result={st.get('result')}")
 
-        body = _json(c.post("/api/data-sync/sync-single-file", json={"file_id": file_id, "priority": 0}), (202,),
-                     "submit task to cancel")
+        # cancel something long enough to still be running/queued: demo file 3 (100 rows) when present
+        cancel_file = 3 if c.get("/api/files/3").status_code == 200 else file_id
+        body = _json(c.post("/api/data-sync/sync-single-file", json={"file_id": cancel_file, "priority": 0}),
+                     (202,), "submit task to cancel")
         tid2 = body["celery_task_id"]
         res = c.delete(f"/api/data-sync/cancel-task/{tid2}")
         if res.status_code == 409:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -23,7 +24,10 @@ def _match(given: str, candidates: dict[str, str]) -> str | None:
     return found
 
 
-def require_caller(creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def require_caller(creds: Creds) -> str:
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise _unauthorized("missing bearer token")
     caller = _match(creds.credentials, get_settings().tokens)
@@ -32,7 +36,7 @@ def require_caller(creds: HTTPAuthorizationCredentials | None = Depends(_bearer)
     return caller
 
 
-def require_admin(creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+def require_admin(creds: Creds) -> None:
     admin = get_settings().admin_token
     if admin is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Not Found")

@@ -22,7 +22,18 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .config import get_settings
-from .db import executions, files, locks, read_conn, retry_db, sync_effects, synced_rows, tasks, workers, write_tx
+from .db import (
+    executions,
+    files,
+    locks,
+    read_conn,
+    retry_db,
+    sync_effects,
+    synced_rows,
+    tasks,
+    workers,
+    write_tx,
+)
 
 PENDING, STARTED, RETRY = "PENDING", "STARTED", "RETRY"
 SUCCESS, FAILURE, REVOKED = "SUCCESS", "FAILURE", "REVOKED"

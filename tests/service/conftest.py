@@ -181,7 +181,7 @@ class Stack:
 
     def wait_workers(self) -> None:
         for w in self.workers:
-            self._wait(lambda: self._heartbeat_seen(f"{w.name}@", w.pid), 30, "worker heartbeat", w)
+            self._wait(lambda w=w: self._heartbeat_seen(f"{w.name}@", w.pid), 30, "worker heartbeat", w)
 
     @property
     def url(self) -> str:

@@ -116,7 +116,7 @@ def test_fallback_when_redis_down_then_back(make_stack):
         assert st.wait_status(c, st.submit(c, 4)["celery_task_id"])["status"] == "FAILURE"
 
         st.start_redis()  # same port, same AOF dir
-        deadline, mode = time.monotonic() + 10, None
+        deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             body = st.submit(c, 1)
             if body["mode"] == "celery":
