@@ -67,6 +67,7 @@ tasks = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    Column("requested_at", Float, nullable=True),  # last idempotent replay (so ledger ?since= sees it)
     UniqueConstraint("caller", "idempotency_key", name="uq_tasks_caller_idem"),
     Index("ix_tasks_status", "status"),
     Index("ix_tasks_caller_created", "caller", "created_at"),

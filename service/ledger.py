@@ -61,7 +61,9 @@ def create_task(caller: str, file_id: int, priority: int, idem_key: str | None) 
         except IntegrityError:
             if idem_key is None:
                 raise
-            with read_conn() as c:
+            with write_tx() as c:
+                c.execute(update(tasks).where(tasks.c.caller == caller, tasks.c.idempotency_key == idem_key)
+                          .values(requested_at=time.time()))
                 existing = c.execute(select(tasks).where(
                     tasks.c.caller == caller, tasks.c.idempotency_key == idem_key)).first()
             if existing is None:  # pragma: no cover - unique violation on the uuid itself?!
@@ -372,9 +374,10 @@ def ledger_snapshot(since: float | None) -> list[dict]:
                        files.c.rows).select_from(tasks.outerjoin(files, files.c.id == tasks.c.file_id))
             eq = select(executions)
             fq = select(sync_effects.c.task_id, func.count()).group_by(sync_effects.c.task_id)
-            if since is not None:
-                q = q.where(tasks.c.created_at >= since)
-                sub = select(tasks.c.task_id).where(tasks.c.created_at >= since)
+            if since is not None:  # created since, or handed out again since (Idempotency-Key replay)
+                recent = or_(tasks.c.created_at >= since, tasks.c.requested_at >= since)
+                q = q.where(recent)
+                sub = select(tasks.c.task_id).where(recent)
                 eq = eq.where(executions.c.task_id.in_(sub))
                 fq = fq.where(sync_effects.c.task_id.in_(sub))
             trows = c.execute(q.order_by(tasks.c.created_at)).all()

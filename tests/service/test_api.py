@@ -231,6 +231,12 @@ def test_ledger_probe(stack):
         tid = stack.submit(c, 1)["celery_task_id"]
         assert [t["task_id"] for t in stack.ledger(since=cutoff)["tasks"]] == [tid]
         stack.wait_status(c, tid)
+        replay_key = f"since-{cutoff}"
+        old = stack.submit(c, 1, headers={"Idempotency-Key": replay_key})["celery_task_id"]
+        stack.wait_status(c, old)
+        later = time.time()
+        assert stack.submit(c, 1, headers={"Idempotency-Key": replay_key})["celery_task_id"] == old
+        assert [t["task_id"] for t in stack.ledger(since=later)["tasks"]] == [old]  # replays count as "seen"
     assert httpx.get(stack.url + "/internal/ledger?since=abc",
                      headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 422
 
