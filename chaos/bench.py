@@ -457,7 +457,7 @@ def measure_bulk_memory(cluster: Any, bare: BareWorkers, n: int, say: Callable[[
                 for _ in range(k):
                     bare.send(key, 0.0, direct=True)
                 sent += k
-                _wait(lambda: int(r.get(key) or 0) >= sent - batch, 600, "the bulk backlog to shrink", 0.05)
+                _wait(lambda s=sent: int(r.get(key) or 0) >= s - batch, 600, "the bulk backlog to shrink", 0.05)
             _wait(lambda: int(r.get(key) or 0) >= n, 600, "every bulk task to finish", 0.05)
             _wait(lambda: _queue_backlog(cluster) == 0, 60, "an empty broker", 0.1)
         finally:
@@ -614,7 +614,7 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
     tmp = Path(tempfile.mkdtemp(prefix="chaos-bench-"))
     try:
         # ---- cluster A: no-op-ish tasks -----------------------------------------------------------------------
-        say(f"bench: cluster A (ROW_WORK_MS=0, 1 worker) on local ...")
+        say("bench: cluster A (ROW_WORK_MS=0, 1 worker) on local ...")
         with Cluster(target, backend="local", workers=1, env={"ROW_WORK_MS": "0"}) as c:
             bring_ups.append(float(c.bring_up_seconds or 0))
             res["machine"] = machine_info(c.redis.client())
