@@ -457,7 +457,9 @@ def measure_bulk_memory(cluster: Any, bare: BareWorkers, n: int, say: Callable[[
                 for _ in range(k):
                     bare.send(key, 0.0, direct=True)
                 sent += k
-                _wait(lambda s=sent: int(r.get(key) or 0) >= s - batch, 600, "the bulk backlog to shrink", 0.05)
+                floor = sent - batch
+                _wait(lambda: int(r.get(key) or 0) >= floor, 600,  # noqa: B023 - waited for at once
+                      "the bulk backlog to shrink", 0.05)
             _wait(lambda: int(r.get(key) or 0) >= n, 600, "every bulk task to finish", 0.05)
             _wait(lambda: _queue_backlog(cluster) == 0, 60, "an empty broker", 0.1)
         finally:
@@ -617,11 +619,13 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
         say("bench: cluster A (ROW_WORK_MS=0, 1 worker) on local ...")
         with Cluster(target, backend="local", workers=1, env={"ROW_WORK_MS": "0"}) as c:
             bring_ups.append(float(c.bring_up_seconds or 0))
-            res["machine"] = machine_info(c.redis.client())
+            redis_node = c.redis
+            assert redis_node is not None
+            res["machine"] = machine_info(redis_node.client())
             api = _Api(c)
             bare = BareWorkers(c, tmp / "bare-a")
             try:
-                rc = c.redis.client(timeout=5.0)
+                rc = redis_node.client(timeout=5.0)
                 m0 = _mem(rc)
                 n_before = len(api.ledger())
                 say("  submit latency, celery mode")
@@ -653,12 +657,12 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
                 say("  submit latency, fallback mode (Redis stopped)")
 
                 def fallback() -> dict[str, Any]:
-                    c.redis.stop()
+                    redis_node.stop()
                     try:
                         _wait(lambda: api.submit(SHORT_FILE).get("mode") == "fallback", 30, "fallback mode", 0.1)
                         return measure_latency(api, levels, reps, quick, say, "fallback")
                     finally:
-                        c.redis.start()
+                        redis_node.start()
                 lat = section("submit_latency.fallback", fallback)
                 if lat:
                     res["submit_latency"]["fallback"] = lat
