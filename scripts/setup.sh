@@ -28,7 +28,11 @@ if [ "${CHAOS_SKIP_DOCKER:-0}" != "1" ]; then
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   fi
   if docker info >/dev/null 2>&1; then
-    chaos images build || echo "setup: image build failed; docker tests will skip" >&2
+    # --offline-base: debootstrap + docker import, so no registry is contacted (set CHAOS_PUBLIC_BASE=1 to
+    # build on python:3.11-slim-bookworm instead, where a registry is reachable).
+    base_flag=--offline-base
+    [ "${CHAOS_PUBLIC_BASE:-0}" = "1" ] && base_flag=--public-base
+    chaos images build "$base_flag" || echo "setup: image build failed; docker tests will skip" >&2
   else
     echo "setup: no Docker daemon could be started; docker tests will skip" >&2
   fi
