@@ -134,19 +134,19 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
                 entries.append(_undecided("property", str(exc)))
             else:
                 results.extend(po.runs)
-                shown = [("first", po.first_failure), ("minimal", po.minimal)] if po.failed else \
-                    [("", r) for r in po.runs]
-                for label, r in shown:
-                    if r is None or (label == "minimal" and r is po.first_failure):
+                shown: list[tuple[str, ScenarioResult | None]] = (
+                    [("first", po.first_failure), ("minimal", po.minimal)] if po.failed
+                    else [("", r) for r in po.runs])
+                for label, res in shown:
+                    if res is None or (label == "minimal" and res is po.first_failure):
                         continue
                     f = next((p for p in po.replay_files if p.stem.endswith(label)), None) if label else None
-                    replay = replay_command("property", seed, target, backend, f) if f else \
-                        replay_command("property", seed, target, backend)
-                    name = f"property-{label}" if label else r.scenario.name
-                    entries.append(scenario_entry(name, f"Hypothesis example ({label or 'passed'}): "
-                                                  + ", ".join(str(x) for x in r.scenario.schedule) or "no faults",
-                                                  r.history, r.result, r.duration, r.errors, report_dir,
-                                                  r.history_path, replay))
+                    replay = replay_command("property", seed, target, backend, f)
+                    name = f"property-{label}" if label else res.scenario.name
+                    faults = ", ".join(str(x) for x in res.scenario.schedule) or "no faults"
+                    entries.append(scenario_entry(name, f"Hypothesis example ({label or 'passed'}): {faults}",
+                                                  res.history, res.result, res.duration, res.errors, report_dir,
+                                                  res.history_path, replay))
                 extra["property"] = {"examples": po.examples, "failed": po.failed,
                                      "hypothesis": po.hypothesis_error}
                 progress(f"    {po.examples} examples, {'FAILED' if po.failed else 'passed'}")

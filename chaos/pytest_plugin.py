@@ -163,7 +163,11 @@ def chaos_cluster_factory(request: pytest.FixtureRequest, chaos_target: Target,
             pytest.fail(f"the stack did not come up: {exc}", pytrace=False)
         return c
 
-    factory.close = lambda c: (c.close(), made.remove(c))  # type: ignore[attr-defined]
+    def close(c: Cluster) -> None:
+        c.close()
+        made.remove(c)
+
+    factory.close = close  # type: ignore[attr-defined]
     yield factory
     for c in reversed(made):
         try:

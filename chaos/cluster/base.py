@@ -65,7 +65,7 @@ class Node(ABC):
         """Start without waiting for readiness (so several nodes can come up in parallel)."""
         self.start()
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:  # noqa: B027 - a node that is ready once started
         """Wait until the node serves again (after ``spawn`` or after a fault it recovers from)."""
 
     @abstractmethod
@@ -192,5 +192,5 @@ class Backend(ABC):
     def data_dir(self) -> str:
         """The ``{data_dir}`` placeholder as the target's processes see it."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing beyond their nodes
         """Release what the backend holds beyond its nodes (networks, volumes)."""

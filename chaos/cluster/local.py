@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import psutil
 import redis as redis_lib
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from chaos.cluster.base import Backend, Endpoint, Node, Persistence, ProxyNode, RedisNode, Role, WorkerNode
 from chaos.cluster.cleanup import mark
@@ -220,7 +222,7 @@ class LocalRedis(RedisNode, LocalNode):
 
     def client(self, timeout: float = 1.0) -> redis_lib.Redis:
         return redis_lib.Redis(host="127.0.0.1", port=self.port, socket_timeout=timeout,
-                               socket_connect_timeout=timeout, retry=None)
+                               socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
 
     @property
     def endpoint(self) -> Endpoint:

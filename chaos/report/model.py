@@ -57,8 +57,8 @@ def _ms(v: float | None) -> float | None:
 def metrics(history: History, grace: float = 1.0) -> dict[str, Any]:
     """Submit latency, throughput and recovery times, from the history and its ledger."""
     submits = [o for o in history.completions("submit") if o.latency is not None]
-    ok_lat = [o.latency for o in submits if o.phase == "ok"]
-    outside = [o.latency for o in submits
+    ok_lat = [float(o.latency or 0.0) for o in submits if o.phase == "ok"]
+    outside = [float(o.latency or 0.0) for o in submits
                if o.phase == "ok" and not history.in_fault(o.time - (o.latency or 0), o.time, grace=grace)]
     out: dict[str, Any] = {
         "submit_p50_ms": _ms(percentile(ok_lat, 50)), "submit_p99_ms": _ms(percentile(ok_lat, 99)),
@@ -97,8 +97,11 @@ def scenario_entry(name: str, description: str, history: History, result: Verdic
                "end_s": None if w.end is None else round(w.end, 3), "params": dict(w.params), "error": w.error}
               for w in history.fault_windows()]
     checkers = {n: (r.valid if applicable(r) else "n/a") for n, r in result.results.items()}
-    rel = (lambda p: str(p.relative_to(report_dir)) if report_dir and p and p.is_relative_to(report_dir) else
-           (str(p) if p else None))
+    def rel(p: Path | None) -> str | None:
+        if p is None:
+            return None
+        return str(p.relative_to(report_dir)) if report_dir and p.is_relative_to(report_dir) else str(p)
+
     return {
         "name": name, "description": description, "verdict": verdict_of(result.valid, errors),
         "duration_s": round(duration, 2), "history": rel(history_path),
