@@ -81,7 +81,12 @@ async def submit(request: Request, body: SyncRequest, caller: Caller,
         return {"celery_task_id": task["task_id"], "status": task["status"], "mode": task["mode"]}
     st = request.app.state
     mode = ledger.CELERY
-    if not await st.publisher.publish(task["task_id"], body.priority):
+    failed = await st.publisher.try_publish(task["task_id"], body.priority)
+    if failed is not None and not get_settings().fallback:  # FALLBACK=off (canary knob): no asyncio fallback
+        if await asyncio.to_thread(ledger.discard_unpublished, task["task_id"]):
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                                detail=f"task not accepted: {failed}; the in-process fallback is off (FALLBACK=off)")
+    elif failed is not None:
         if await asyncio.to_thread(ledger.mark_fallback, task["task_id"]):
             st.runner.schedule(task["task_id"])
             mode = ledger.FALLBACK
@@ -92,6 +97,10 @@ async def submit(request: Request, body: SyncRequest, caller: Caller,
 async def task_status(caller: Caller, task_id: str) -> dict:
     t = await asyncio.to_thread(ledger.get_task, task_id, caller) if len(task_id) <= 64 else None
     if t is None:
+        if get_settings().unknown_status == "pending":  # UNKNOWN_STATUS=pending (canary): as AsyncResult does
+            return {"celery_task_id": task_id, "status": ledger.PENDING, "file_id": None, "priority": None,
+                    "mode": None, "attempts": 0, "result": None, "error": None, "created_at": None,
+                    "updated_at": None}
         raise _not_found()
     return _task_view(t)
 
@@ -106,7 +115,7 @@ async def cancel_task(request: Request, caller: Caller, task_id: str) -> dict:
     if verdict == "conflict":
         raise HTTPException(status.HTTP_409_CONFLICT,
                             detail=f"task already finished with status {t['status']}; cannot cancel")
-    if verdict == "revoked" and t["mode"] == ledger.CELERY:
+    if verdict == "revoked" and (t["mode"] == ledger.CELERY or not get_settings().durable_revoke):
         request.app.state.publisher.revoke_best_effort(task_id)
     return {"celery_task_id": task_id, "status": ledger.REVOKED}
 

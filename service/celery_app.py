@@ -31,9 +31,19 @@ _s = get_settings()
 app = Celery("data_sync", broker=_s.celery_broker_url, backend=_s.celery_result_backend,
              include=["service.tasks"])
 
+
+def _restore_options(visibility: int) -> dict:
+    """kombu re-queues unacked messages older than the visibility timeout only in periodic sweeps (every
+    ``unacked_restore_interval`` s, scanning on every ``unacked_restore_throttle``-th call); keep the sweep
+    period no longer than a short visibility timeout so the timeout really means redelivery."""
+    interval = max(1, min(10, visibility))
+    return {"unacked_restore_interval": interval,
+            "unacked_restore_throttle": max(1, min(10, visibility // (10 * interval)))}
+
+
 app.conf.update(
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
+    task_acks_late=_s.task_acks_late,
+    task_reject_on_worker_lost=_s.task_reject_on_worker_lost,
     task_acks_on_failure_or_timeout=True,
     worker_prefetch_multiplier=1,
     task_ignore_result=True,
@@ -47,7 +57,7 @@ app.conf.update(
     task_default_priority=4,  # redis scale: 0 high .. 9 low  (== our priority 5)
     task_publish_retry=True,
     task_publish_retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
-    broker_connection_retry=True,
+    broker_connection_retry=_s.broker_connection_retry,
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,
     broker_transport_options={
@@ -57,6 +67,7 @@ app.conf.update(
         "queue_order_strategy": "priority",
         "socket_keepalive": True,
         "health_check_interval": 10,
+        **_restore_options(_s.visibility_timeout_seconds),
     },
     result_backend_transport_options={"visibility_timeout": _s.visibility_timeout_seconds},
     worker_cancel_long_running_tasks_on_connection_loss=False,
@@ -71,7 +82,12 @@ warnings.filterwarnings("ignore", message=r".*worker_cancel_long_running_tasks_o
 
 
 def configure_for_api() -> None:
-    """Short socket timeouts and no connection retries for the API's publishing connection."""
+    """Short socket timeouts and no connection retries for the API's publishing connection.
+
+    With ``PUBLISH_TIMEOUT_MS=0`` (unbounded publish, a canary knob) kombu's defaults stay: no socket
+    timeouts, connection retries as configured for workers."""
+    if not _s.publish_bounded:
+        return
     t = _s.api_broker_socket_timeout
     opts = dict(app.conf.broker_transport_options)
     opts.update(socket_timeout=t, socket_connect_timeout=t, max_retries=0, interval_start=0,
@@ -125,3 +141,31 @@ def _stop_heartbeat(**_kw) -> None:
         ledger.remove_worker(_hb.hostname, _hb.pid)
     except Exception:  # noqa: BLE001
         pass
+
+
+# ------------------------------------------------------ Celery's own verdicts
+@signals.task_failure.connect
+def _mirror_failure(sender=None, task_id=None, exception=None, **_kw) -> None:
+    """Celery gave up on a task (e.g. WorkerLostError without requeue, sent by the worker's main process):
+    record it in the ledger so the status of record agrees with Celery, unless the task is already terminal."""
+    if getattr(sender, "name", None) != SYNC_TASK or not task_id:
+        return
+    try:
+        from . import ledger
+        if ledger.fail_if_open(task_id, f"celery: {type(exception).__name__}: {exception}"):
+            log.warning("task %s: Celery reported %r; recorded FAILURE", task_id, exception)
+    except Exception:  # noqa: BLE001 - never break the worker's failure path
+        log.exception("could not record Celery's failure verdict for %s", task_id)
+
+
+@signals.task_revoked.connect
+def _mirror_revoked(sender=None, request=None, **_kw) -> None:
+    """Celery discarded a revoked task (its in-memory revoke list): record REVOKED unless already terminal."""
+    task_id = getattr(request, "id", None)
+    if getattr(sender, "name", None) != SYNC_TASK or not task_id:
+        return
+    try:
+        from . import ledger
+        ledger.revoke_if_open(task_id)
+    except Exception:  # noqa: BLE001
+        log.exception("could not record Celery's revocation of %s", task_id)

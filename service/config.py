@@ -6,6 +6,7 @@ per process; tests change env vars before starting subprocesses instead.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,19 +20,30 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./data-sync.db"
     api_tokens: str = "dev-token=dev"
     admin_token: str | None = None
-    publish_timeout_ms: int = Field(50, ge=1, le=10_000)
+    publish_timeout_ms: int = Field(50, ge=0, le=10_000)  # 0 = unbounded publish (canary knob)
     lease_seconds: float = Field(5.0, gt=0.2, le=3600)
     row_work_ms: int = Field(20, ge=0, le=60_000)
     sweep_interval_seconds: float = Field(1.0, gt=0.05, le=600)
     fallback_concurrency: int = Field(4, ge=1, le=256)
     seed_demo: bool = True
-    visibility_timeout_seconds: int = Field(3600, ge=10)
+    visibility_timeout_seconds: int = Field(3600, ge=1)
     breaker_open_seconds: float = Field(1.0, ge=0, le=600)
     heartbeat_interval_seconds: float = Field(1.0, gt=0.05, le=60)
     worker_live_seconds: float = Field(3.0, gt=0.1, le=600)
     max_attempts: int = Field(20, ge=1, le=10_000)
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
     api_broker_socket_timeout: float = Field(0.5, gt=0, le=60)
+    # Unsafe knobs (canaries, see service/README.md): the defaults are the correct service.
+    task_acks_late: bool = True
+    task_reject_on_worker_lost: bool = True
+    recovery_sweeper: bool = True
+    claim_fencing: bool = True
+    effects_mode: Literal["transactional", "per-row"] = "transactional"
+    durable_revoke: bool = True
+    fallback: bool = True
+    unknown_status: Literal["not-found", "pending"] = "not-found"
+    fallback_store: Literal["durable", "memory"] = "durable"
+    broker_connection_retry: bool = True
 
     @field_validator("celery_broker_url")
     @classmethod
@@ -63,6 +75,10 @@ class Settings(BaseSettings):
         if not self.celery_result_backend:
             self.celery_result_backend = self.celery_broker_url
         return self
+
+    @property
+    def publish_bounded(self) -> bool:
+        return self.publish_timeout_ms > 0
 
     @property
     def tokens(self) -> dict[str, str]:

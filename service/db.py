@@ -106,6 +106,19 @@ sync_effects = Table(
     UniqueConstraint("task_id", "row_no", name="uq_effects_task_row"),
 )
 
+# EFFECTS_MODE=per-row (a canary knob): each row's effect is committed on its own, as a plain log entry with no
+# unique constraint, so a redelivered task writes its rows again. The ledger counts both tables.
+sync_effects_log = Table(
+    "sync_effects_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(64), nullable=False),
+    Column("file_id", Integer, nullable=False),
+    Column("row_no", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_effects_log_task", "task_id"),
+)
+
 workers = Table(
     "workers", metadata,
     Column("hostname", String(255), primary_key=True),

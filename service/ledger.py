@@ -29,6 +29,7 @@ from .db import (
     read_conn,
     retry_db,
     sync_effects,
+    sync_effects_log,
     synced_rows,
     tasks,
     workers,
@@ -122,7 +123,18 @@ def mark_dispatched(task_ids: list[str]) -> None:
 
 
 def cancel(task_id: str, caller: str) -> tuple[str, dict | None]:
-    """-> ("revoked"|"already"|"conflict"|"missing", row).  Durable: it's a DB write, not a broker message."""
+    """-> ("revoked"|"already"|"conflict"|"missing", row).  Durable: it's a DB write, not a broker message.
+
+    With ``DURABLE_REVOKE=off`` (a canary knob) nothing is written: the caller only sends Celery's in-memory
+    ``control.revoke`` and the DB follows Celery's ``task_revoked`` signal."""
+    if not get_settings().durable_revoke:
+        row = get_task(task_id, caller)
+        if row is None:
+            return "missing", None
+        if row["status"] in TERMINAL:
+            return ("already" if row["status"] == REVOKED else "conflict"), row
+        return "revoked", row
+
     def go() -> tuple[str, dict | None]:
         now = time.time()
         with write_tx() as c:
@@ -145,12 +157,13 @@ def claim(task_id: str, worker: str, pid: int, mode: str) -> tuple[int, int] | N
 
     def go() -> tuple[int, int] | None:
         now = time.time()
+        if s.claim_fencing:
+            claimable = or_(tasks.c.status.in_((PENDING, RETRY)),
+                            and_(tasks.c.status == STARTED, tasks.c.lease_until < now))
+        else:  # CLAIM_FENCING=off (canary): every delivery starts a new attempt, even beside a live one
+            claimable = tasks.c.status.notin_(TERMINAL)
         with write_tx() as c:
-            r = c.execute(update(tasks).where(
-                tasks.c.task_id == task_id,
-                tasks.c.mode == mode,
-                or_(tasks.c.status.in_((PENDING, RETRY)),
-                    and_(tasks.c.status == STARTED, tasks.c.lease_until < now)))
+            r = c.execute(update(tasks).where(tasks.c.task_id == task_id, tasks.c.mode == mode, claimable)
                 .values(status=STARTED, attempts=tasks.c.attempts + 1, lease_until=now + s.lease_seconds,
                         updated_at=now))
             if r.rowcount != 1:
@@ -170,6 +183,9 @@ def claim(task_id: str, worker: str, pid: int, mode: str) -> tuple[int, int] | N
 
 def check(task_id: str, attempt: int, renew: bool) -> str:
     """Per-row probe: "ok", "revoked" or "fenced"; optionally renews the lease (conditional)."""
+    if not get_settings().claim_fencing:
+        return _check_unfenced(task_id, renew)
+
     def go() -> str:
         if renew:
             with write_tx() as c:
@@ -185,6 +201,29 @@ def check(task_id: str, attempt: int, renew: bool) -> str:
             return "ok"
         return "revoked" if row is not None and row.status == REVOKED and row.attempts == attempt else "fenced"
     return retry_db(go)
+
+
+def _check_unfenced(task_id: str, renew: bool) -> str:
+    """CLAIM_FENCING=off: an attempt never learns it was superseded; only a cancel stops it."""
+    def go() -> str:
+        with write_tx() if renew else read_conn() as c:
+            if renew:
+                c.execute(update(tasks).where(tasks.c.task_id == task_id, tasks.c.status == STARTED)
+                          .values(lease_until=time.time() + get_settings().lease_seconds))
+            row = c.execute(select(tasks.c.status).where(tasks.c.task_id == task_id)).first()
+        return "revoked" if row is not None and row.status == REVOKED else "ok"
+    return retry_db(go)
+
+
+def record_row_effect(task_id: str, attempt: int, file_id: int, row_no: int, data: str) -> None:
+    """EFFECTS_MODE=per-row (canary): this row's effect, committed at once (no unique constraint)."""
+    def go() -> None:
+        now = time.time()
+        with write_tx() as c:
+            _upsert_synced(c, [dict(file_id=file_id, row_no=row_no, data=data, task_id=task_id, synced_at=now)])
+            c.execute(insert(sync_effects_log).values(task_id=task_id, file_id=file_id, row_no=row_no,
+                                                      attempt=attempt, created_at=now))
+    retry_db(go)
 
 
 def _set_outcome(c: Any, task_id: str, attempt: int, outcome: str) -> None:
@@ -212,23 +251,36 @@ def _upsert_synced(c: Any, values: list[dict]) -> None:
 
 
 def finish_success(task_id: str, attempt: int, file_id: int, rows: list[tuple[int, str]]) -> str:
-    """Commit effects + SUCCESS atomically (fenced).  Returns the execution outcome."""
+    """Commit effects + SUCCESS atomically (fenced).  Returns the execution outcome.
+
+    Canary knobs: ``EFFECTS_MODE=per-row`` wrote the effects already (``record_row_effect``), so only the state
+    is committed here; ``CLAIM_FENCING=off`` commits whatever attempt finishes, unless cancelled or failed."""
+    s = get_settings()
+    fenced = s.claim_fencing
+    per_row = s.effects_mode == "per-row"
+
     def go() -> str:
         now = time.time()
+        if fenced:
+            mine = and_(tasks.c.attempts == attempt, tasks.c.status == STARTED)
+        else:
+            mine = tasks.c.status.notin_((REVOKED, FAILURE))
         with write_tx() as c:
-            r = c.execute(update(tasks).where(
-                tasks.c.task_id == task_id, tasks.c.attempts == attempt, tasks.c.status == STARTED)
+            r = c.execute(update(tasks).where(tasks.c.task_id == task_id, mine)
                 .values(status=SUCCESS, lease_until=None, updated_at=now, error=None,
                         result=json.dumps({"rows_synced": len(rows), "file_id": file_id})))
             if r.rowcount != 1:
                 outcome = _fenced_outcome(c, task_id, attempt)
                 _set_outcome(c, task_id, attempt, outcome)
                 return outcome
-            if rows:
+            if rows and not per_row:
                 _upsert_synced(c, [dict(file_id=file_id, row_no=n, data=d, task_id=task_id, synced_at=now)
                                    for n, d in rows])
-                c.execute(insert(sync_effects), [dict(task_id=task_id, file_id=file_id, row_no=n, created_at=now)
-                                                 for n, _ in rows])
+                stmt = insert(sync_effects)
+                if not fenced:  # a second unfenced commit must not trip the unique constraint
+                    stmt = stmt.prefix_with("OR IGNORE") if c.dialect.name == "sqlite" else stmt
+                c.execute(stmt, [dict(task_id=task_id, file_id=file_id, row_no=n, created_at=now)
+                                 for n, _ in rows])
             _set_outcome(c, task_id, attempt, "success")
             return "success"
     return retry_db(go)
@@ -266,6 +318,39 @@ def record_outcome(task_id: str, attempt: int, outcome: str) -> None:
         with write_tx() as c:
             _set_outcome(c, task_id, attempt, outcome)
     retry_db(go)
+
+
+def fail_if_open(task_id: str, error: str) -> bool:
+    """Celery's own terminal failure verdict (``task_failure``, e.g. WorkerLostError without requeue)."""
+    def go() -> bool:
+        now = time.time()
+        with write_tx() as c:
+            r = c.execute(update(tasks).where(tasks.c.task_id == task_id, tasks.c.status.notin_(TERMINAL))
+                          .values(status=FAILURE, lease_until=None, updated_at=now, error=error[:2000]))
+            return r.rowcount == 1
+    return retry_db(go)
+
+
+def revoke_if_open(task_id: str) -> bool:
+    """Celery discarded a revoked task (``task_revoked``): REVOKED unless already terminal."""
+    def go() -> bool:
+        now = time.time()
+        with write_tx() as c:
+            r = c.execute(update(tasks).where(tasks.c.task_id == task_id, tasks.c.status.notin_(TERMINAL))
+                          .values(status=REVOKED, revoked_at=now, lease_until=None, updated_at=now))
+            return r.rowcount == 1
+    return retry_db(go)
+
+
+def discard_unpublished(task_id: str) -> bool:
+    """FALLBACK=off: the publish failed and the client gets a 503, so the task must not exist (a late
+    delivery then finds no row and is ignored). False if a worker already claimed it (the publish did land)."""
+    def go() -> bool:
+        with write_tx() as c:
+            r = c.execute(delete(tasks).where(tasks.c.task_id == task_id, tasks.c.status == PENDING,
+                                              tasks.c.attempts == 0))
+            return r.rowcount == 1
+    return retry_db(go)
 
 
 # ------------------------------------------------------------- sweeper side
@@ -374,15 +459,19 @@ def ledger_snapshot(since: float | None) -> list[dict]:
                        files.c.rows).select_from(tasks.outerjoin(files, files.c.id == tasks.c.file_id))
             eq = select(executions)
             fq = select(sync_effects.c.task_id, func.count()).group_by(sync_effects.c.task_id)
+            lq = select(sync_effects_log.c.task_id, func.count()).group_by(sync_effects_log.c.task_id)
             if since is not None:  # created since, or handed out again since (Idempotency-Key replay)
                 recent = or_(tasks.c.created_at >= since, tasks.c.requested_at >= since)
                 q = q.where(recent)
                 sub = select(tasks.c.task_id).where(recent)
                 eq = eq.where(executions.c.task_id.in_(sub))
                 fq = fq.where(sync_effects.c.task_id.in_(sub))
+                lq = lq.where(sync_effects_log.c.task_id.in_(sub))
             trows = c.execute(q.order_by(tasks.c.created_at)).all()
             erows = c.execute(eq.order_by(executions.c.task_id, executions.c.attempt)).all()
             effects = dict(c.execute(fq).all())
+            for tid, n in c.execute(lq).all():  # EFFECTS_MODE=per-row's log (empty by default)
+                effects[tid] = effects.get(tid, 0) + n
         by_task: dict[str, list[dict]] = {}
         for e in erows:
             by_task.setdefault(e.task_id, []).append(dict(

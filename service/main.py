@@ -42,7 +42,8 @@ async def lifespan(app: FastAPI):
     app.state.publisher, app.state.runner, app.state.health, app.state.sweeper = publisher, runner, health, sweeper
     await health.refresh()
     await publisher.warm_up(connect=health.redis_up)
-    resumed = await runner.resume_orphans()
+    # FALLBACK_STORE=memory (canary knob): another API's fallback tasks are not re-adopted on start
+    resumed = await runner.resume_orphans() if s.fallback and s.fallback_store == "durable" else 0
     if resumed:
         log.warning("resumed %d orphaned fallback task(s)", resumed)
     health.start()

@@ -59,26 +59,36 @@ class CircuitBreaker:
         self.open_until = 0.0
 
 
+# Celery's own default publish retry policy (used when PUBLISH_TIMEOUT_MS=0 turns the bound off).
+CELERY_DEFAULT_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+
 class Publisher:
+    """``PUBLISH_TIMEOUT_MS=0`` (a canary knob) is the unbounded publish: no ``wait_for``, kombu's default
+    socket timeouts, Celery's default publish retries and no circuit breaker, so a submit waits for Redis."""
+
     def __init__(self) -> None:
         s = get_settings()
         configure_for_api()
+        self.bounded = s.publish_bounded
+        self.durable_revoke = s.durable_revoke
         self.timeout = s.publish_timeout_ms / 1000.0
         self.breaker = CircuitBreaker(s.breaker_open_seconds)
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="publish")
         self.control_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="revoke")
 
     def _send(self, task_id: str, priority: int) -> None:
+        retry = {} if self.bounded else {"retry": True, "retry_policy": CELERY_DEFAULT_RETRY_POLICY}
         app.send_task(SYNC_TASK, args=[task_id], task_id=task_id, queue=QUEUE, routing_key=QUEUE,
-                      priority=redis_priority(priority), retry=False, ignore_result=True)
+                      priority=redis_priority(priority), ignore_result=True, **{"retry": False, **retry})
 
     def publish_blocking(self, task_id: str, priority: int) -> bool:
         """For the sweeper (already off the event loop)."""
-        if self.breaker.is_open:
+        if self.bounded and self.breaker.is_open:
             return False
         fut = self.pool.submit(self._send, task_id, priority)
         try:
-            fut.result(timeout=max(self.timeout, 0.5))
+            fut.result(timeout=max(self.timeout, 0.5) if self.bounded else None)
             return True
         except Exception as exc:  # noqa: BLE001 - includes TimeoutError
             log.warning("republish of %s failed: %r", task_id, exc)
@@ -86,21 +96,32 @@ class Publisher:
             return False
 
     async def publish(self, task_id: str, priority: int) -> bool:
-        if self.breaker.is_open:
-            return False
+        return await self.try_publish(task_id, priority) is None
+
+    async def try_publish(self, task_id: str, priority: int) -> str | None:
+        """Publish once; None when sent, else why not (breaker open, timeout, broker error)."""
         loop = asyncio.get_running_loop()
+        if not self.bounded:
+            try:
+                await loop.run_in_executor(self.pool, self._send, task_id, priority)
+                return None
+            except Exception as exc:  # noqa: BLE001
+                log.warning("publish of %s failed (%r)", task_id, exc)
+                return f"publish failed: {type(exc).__name__}: {exc}"
+        if self.breaker.is_open:
+            return "broker circuit breaker open (Redis recently unreachable)"
         try:
             await asyncio.wait_for(loop.run_in_executor(self.pool, self._send, task_id, priority), self.timeout)
             self.breaker.record_success()
-            return True
+            return None
         except asyncio.TimeoutError:
-            log.warning("publish of %s timed out after %.0f ms; falling back", task_id, self.timeout * 1000)
+            log.warning("publish of %s timed out after %.0f ms", task_id, self.timeout * 1000)
             self.breaker.record_timeout()
-            return False
+            return f"publish timed out after {self.timeout * 1000:.0f} ms"
         except Exception as exc:  # noqa: BLE001 - OperationalError, ConnectionError...
-            log.warning("publish of %s failed (%r); falling back", task_id, exc)
+            log.warning("publish of %s failed (%r)", task_id, exc)
             self.breaker.trip()
-            return False
+            return f"publish failed: {type(exc).__name__}: {exc}"
 
     WARM_CONNECTIONS = 8
 
@@ -137,8 +158,9 @@ class Publisher:
             log.info("broker re-warm failed: %r", exc)
 
     def revoke_best_effort(self, task_id: str) -> None:
-        """Fire-and-forget ``control.revoke``; durability comes from the DB, never block on it."""
-        if self.breaker.is_open:
+        """Fire-and-forget ``control.revoke``; durability comes from the DB, never block on it.
+        (With ``DURABLE_REVOKE=off`` this message is the whole cancel, so it is sent even with the breaker open.)"""
+        if self.durable_revoke and self.breaker.is_open:
             return
         try:
             self.control_pool.submit(self._revoke, task_id)

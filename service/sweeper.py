@@ -120,30 +120,41 @@ class Sweeper:
             log.info("republished %d task(s): %s", len(sent), sent[:10])
 
     def sweep_once(self) -> list[str]:
-        """One pass (blocking; run in a thread).  Returns fallback task ids to run here."""
-        lease = self.s.lease_seconds
-        expired = ledger.expire_leases(ledger.CELERY)
-        if expired:
-            log.info("lease expired for %d task(s): %s", len(expired), [r["task_id"] for r in expired][:10])
-            self._republish(expired)
+        """One pass (blocking; run in a thread).  Returns fallback task ids to run here.
 
-        waiting = ledger.waiting_tasks(ledger.CELERY, dispatched_before=time.time() - lease)
+        Canary knobs: ``RECOVERY_SWEEPER=off`` skips (a) and (b); ``FALLBACK=off`` skips (c) and (d);
+        ``FALLBACK_STORE=memory`` skips (c) (only tasks adopted in this pass are returned)."""
+        lease = self.s.lease_seconds
+        recover, fallback = self.s.recovery_sweeper, self.s.fallback
+        if recover:
+            expired = ledger.expire_leases(ledger.CELERY)
+            if expired:
+                log.info("lease expired for %d task(s): %s", len(expired), [r["task_id"] for r in expired][:10])
+                self._republish(expired)
+
+        adopted: list[str] = []
+        waiting = (ledger.waiting_tasks(ledger.CELERY, dispatched_before=time.time() - lease)
+                   if recover or fallback else [])
         if waiting:
             try:
                 queued, delivered = self.broker.snapshot(recent=lease)
                 self.redis_down_since = None
                 lost = [r for r in waiting if r["task_id"] not in queued and r["task_id"] not in delivered]
-                if lost:
+                if lost and recover:
                     self._republish(lost)
             except redis.RedisError as exc:
                 now = time.time()
                 self.redis_down_since = self.redis_down_since or now
                 log.warning("sweeper cannot inspect Redis (%r)", exc)
-                if now - self.redis_down_since >= 2 * lease:
+                if fallback and now - self.redis_down_since >= 2 * lease:
                     adopted = [r["task_id"] for r in waiting if ledger.adopt_into_fallback(r["task_id"])]
                     if adopted:
                         log.warning("Redis down for %.1fs: adopted %d task(s) into fallback",
                                     now - self.redis_down_since, len(adopted))
         else:
             self.redis_down_since = None
+        if not fallback:
+            return []
+        if self.s.fallback_store == "memory":  # orphaned fallback tasks are forgotten, as if kept in memory
+            return adopted
         return ledger.recoverable_fallback()

@@ -25,6 +25,7 @@ def run_attempt(task_id: str, attempt: int, file_id: int, stop: threading.Event 
         rows = load_rows(file_id)
         done: list[tuple[int, str]] = []
         last_renew = time.monotonic()
+        per_row = s.effects_mode == "per-row"
         for row_no, data in rows:
             renew = time.monotonic() - last_renew >= s.lease_seconds / 3
             state = ledger.check(task_id, attempt, renew)
@@ -45,6 +46,8 @@ def run_attempt(task_id: str, attempt: int, file_id: int, stop: threading.Event 
                 outcome = ledger.finish_failure(task_id, attempt, str(exc))
                 log.warning("task %s FAILURE: %s", task_id, exc)
                 return outcome
+            if per_row:  # EFFECTS_MODE=per-row (canary): the effect is committed now, not with the state
+                ledger.record_row_effect(task_id, attempt, file_id, *done[-1])
         outcome = ledger.finish_success(task_id, attempt, file_id, done)
         log.info("task %s attempt %s finished: %s (%d rows)", task_id, attempt, outcome, len(done))
         return outcome

@@ -10,12 +10,13 @@ import os
 
 from . import ledger
 from .celery_app import SYNC_TASK, app
+from .config import get_settings
 from .sync import run_attempt
 
 log = logging.getLogger("service.tasks")
 
 
-@app.task(name=SYNC_TASK, bind=True, acks_late=True, ignore_result=True)
+@app.task(name=SYNC_TASK, bind=True, acks_late=get_settings().task_acks_late, ignore_result=True)
 def sync_file(self, task_id: str) -> str:
     claimed = ledger.claim(task_id, worker=self.request.hostname or "worker", pid=os.getpid(), mode=ledger.CELERY)
     if claimed is None:

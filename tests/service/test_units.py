@@ -36,7 +36,10 @@ def test_good_csv_and_poison():
 
 @pytest.mark.parametrize("var,value,needle", [
     ("LEASE_SECONDS", "abc", "LEASE_SECONDS"),
-    ("PUBLISH_TIMEOUT_MS", "0", "PUBLISH_TIMEOUT_MS"),
+    ("PUBLISH_TIMEOUT_MS", "-1", "PUBLISH_TIMEOUT_MS"),
+    ("VISIBILITY_TIMEOUT_SECONDS", "0", "VISIBILITY_TIMEOUT_SECONDS"),
+    ("EFFECTS_MODE", "sometimes", "EFFECTS_MODE"),
+    ("RECOVERY_SWEEPER", "maybe", "RECOVERY_SWEEPER"),
     ("API_TOKENS", "nonsense", "API_TOKENS"),
     ("CELERY_BROKER_URL", "amqp://x", "CELERY_BROKER_URL"),
     ("FALLBACK_CONCURRENCY", "-1", "FALLBACK_CONCURRENCY"),
@@ -47,3 +50,46 @@ def test_bad_config_is_a_clear_startup_error(var, value, needle, tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode != 0
     assert "invalid data-sync configuration" in p.stderr and needle in p.stderr, p.stderr
+
+
+def test_unsafe_knobs_parse_and_default_to_the_safe_side(monkeypatch):
+    from service.config import Settings
+
+    s = Settings()
+    assert (s.task_acks_late, s.task_reject_on_worker_lost, s.recovery_sweeper, s.claim_fencing,
+            s.durable_revoke, s.fallback, s.broker_connection_retry) == (True,) * 7
+    assert (s.effects_mode, s.unknown_status, s.fallback_store) == ("transactional", "not-found", "durable")
+    assert s.publish_bounded and s.visibility_timeout_seconds == 3600
+    for var, value in {"TASK_ACKS_LATE": "false", "TASK_REJECT_ON_WORKER_LOST": "false", "RECOVERY_SWEEPER": "off",
+                       "CLAIM_FENCING": "off", "EFFECTS_MODE": "per-row", "DURABLE_REVOKE": "off",
+                       "FALLBACK": "off", "PUBLISH_TIMEOUT_MS": "0", "UNKNOWN_STATUS": "pending",
+                       "FALLBACK_STORE": "memory", "BROKER_CONNECTION_RETRY": "false",
+                       "VISIBILITY_TIMEOUT_SECONDS": "1"}.items():
+        monkeypatch.setenv(var, value)
+    s = Settings()
+    assert not any((s.task_acks_late, s.task_reject_on_worker_lost, s.recovery_sweeper, s.claim_fencing,
+                    s.durable_revoke, s.fallback, s.broker_connection_retry, s.publish_bounded))
+    assert (s.effects_mode, s.unknown_status, s.fallback_store) == ("per-row", "pending", "memory")
+    assert s.visibility_timeout_seconds == 1
+
+
+def test_short_visibility_timeout_sweeps_unacked_often_enough():
+    from service.celery_app import _restore_options
+
+    assert _restore_options(1) == {"unacked_restore_interval": 1, "unacked_restore_throttle": 1}
+    assert _restore_options(30) == {"unacked_restore_interval": 10, "unacked_restore_throttle": 1}
+    assert _restore_options(3600) == {"unacked_restore_interval": 10, "unacked_restore_throttle": 10}
+
+
+def test_celery_settings_follow_the_knobs(tmp_path):
+    code = ("import service.tasks; from service.celery_app import app; c = app.conf; "
+            "print(c.task_acks_late, c.task_reject_on_worker_lost, c.broker_connection_retry, "
+            "c.broker_connection_retry_on_startup, c.broker_transport_options['visibility_timeout'], "
+            "app.tasks['service.sync_file'].acks_late)")
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path}/x.db")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["True", "True", "True", "True", "3600", "True"], out.stderr
+    env.update(TASK_ACKS_LATE="false", TASK_REJECT_ON_WORKER_LOST="false", BROKER_CONNECTION_RETRY="false",
+               VISIBILITY_TIMEOUT_SECONDS="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["False", "False", "False", "True", "1", "False"], out.stderr
