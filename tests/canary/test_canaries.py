@@ -6,6 +6,7 @@ The correct service passing the same profile is the gate itself (``chaos gate``)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,12 @@ def test_canary_is_caught(canary, chaos_backend, chaos_seed, chaos_report_dir):
     target = load_target(ROOT / "pyproject.toml", canary.target_name)
     profile = Profile.load("default", CONFIG)
     det = detect(canary, target, profile.scenarios, backend=chaos_backend, seed=chaos_seed,
-                 report_dir=chaos_report_dir, progress=lambda m: None)
+                 report_dir=chaos_report_dir, progress=print)
+    print(f"detection: {json.dumps(det.to_dict())}")  # the matrix row: checker, scenario, seconds (pytest -s / -rA)
+    if chaos_report_dir:
+        out = Path(chaos_report_dir) / "canaries" / canary.name
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "detection.json").write_text(json.dumps(det.to_dict(), indent=2))
     assert det.error is None, det.error
     assert det.caught, f"{canary.name} not caught; tried {det.tried}, checkers that failed: {det.detected_by}"
     assert set(det.detected_by) & set(canary.expect)
