@@ -197,6 +197,37 @@ class Workload:
     def run_sync(self, plans: list[TaskPlan], unknown_probes: int = 0) -> None:
         asyncio.run(self.run(plans, unknown_probes))
 
+    # one operation at a time (the stateful machine drives ops step by step) ------------------------------------
+    def one(self, op: Any, *args: Any) -> Any:
+        """Run one async operation (``self.submit``, ``self.cancel``, ``self.status``...) to completion."""
+        async def go() -> Any:
+            self._sem = asyncio.Semaphore(self.concurrency)
+            async with httpx.AsyncClient() as client:
+                self._client = client
+                try:
+                    return await op(*args)
+                finally:
+                    self._client = None
+
+        return asyncio.run(go())
+
+    def drain_sync(self, deadline: float) -> None:
+        """Poll every acknowledged task until it is terminal or ``deadline`` passes, then one ``drain`` read each."""
+        async def go() -> None:
+            self._sem = asyncio.Semaphore(self.concurrency)
+            async with httpx.AsyncClient() as client:
+                self._client = client
+                pending = set(self.acknowledged)
+                while pending and time.monotonic() < deadline:
+                    for tid in list(pending):
+                        if await self.status(self.acknowledged[tid], tid) in TERMINAL_STATES:
+                            pending.discard(tid)
+                    await asyncio.sleep(self.poll_interval)
+                await asyncio.gather(*(self.status(p, t, f="drain") for t, p in self.acknowledged.items()))
+                self._client = None
+
+        asyncio.run(go())
+
 
 def _json(r: httpx.Response) -> dict[str, Any]:
     try:
