@@ -58,9 +58,12 @@ def machine_for(cluster: Cluster, *, faults: tuple[str, ...] = DEFAULT_FAULTS, m
             self.process += 1
             return self.process
 
-        @initialize()
-        def reset_cluster(self) -> None:
+        @initialize(target=tasks, first=st.lists(st.sampled_from(kinds), min_size=1, max_size=3))
+        def start_with_work(self, first: list[str]) -> Any:
+            """A clean stack and a few tasks in flight, so that the first fault has something to hit."""
             cluster.reset()
+            ids = [self.workload.one(self.workload.submit, self._next(), TaskPlan(k)) for k in first]
+            return multiple(*[i for i in ids if i is not None])
 
         @rule(target=tasks, kind=st.sampled_from(kinds), priority=st.integers(lo, hi))
         def submit(self, kind: str, priority: int) -> Any:
