@@ -6,6 +6,7 @@ the pytest fixtures talk to ``Node``/``WorkerNode``/``RedisNode`` and to the ``B
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from abc import ABC, abstractmethod
@@ -125,9 +126,22 @@ class WorkerNode(Node):
     def child_pids(self) -> list[int]:
         """Pids of the pool children (prefork), as the host sees them."""
 
-    @abstractmethod
-    def kill_child(self, sig: int = signal.SIGKILL) -> int | None:
-        """Signal one pool child (the busiest, or the first); return its pid, or None when there is none."""
+    def kill_child(self, sig: int = signal.SIGKILL, pid: int | None = None) -> int | None:
+        """Signal one pool child (``pid`` if it is one of ours, else the first); return its pid, or None.
+
+        Host pids on both backends: containers share the host's kernel, so the host can signal their processes.
+        """
+        children = self.child_pids()
+        if pid is not None and pid not in children:
+            return None
+        victim = pid if pid is not None else (children[0] if children else None)
+        if victim is None:
+            return None
+        try:
+            os.kill(victim, sig)
+        except ProcessLookupError:
+            return None
+        return victim
 
 
 class RedisNode(Node):

@@ -429,19 +429,6 @@ class DockerWorker(WorkerNode, DockerNode):
         except psutil.Error:
             return []
 
-    def kill_child(self, sig: int = signal.SIGKILL, pid: int | None = None) -> int | None:
-        children = self.child_pids()
-        if pid is not None and pid not in children:
-            return None
-        victim = pid if pid is not None else (children[0] if children else None)
-        if victim is None:
-            return None
-        try:
-            os.kill(victim, sig)  # host pid: we share the kernel, and we are root or own the container
-        except ProcessLookupError:
-            return None
-        return victim
-
 
 class DockerBackend(Backend):
     """Containers of the target image on a per-cluster network; ``{python}`` is the image's venv python."""

@@ -278,19 +278,6 @@ class LocalWorker(WorkerNode, LocalNode):
     def child_pids(self) -> list[int]:
         return self.pids()[1:]
 
-    def kill_child(self, sig: int = signal.SIGKILL, pid: int | None = None) -> int | None:
-        children = self.child_pids()
-        if pid is not None and pid not in children:
-            return None
-        victim = pid if pid is not None else (children[0] if children else None)
-        if victim is None:
-            return None
-        try:
-            os.kill(victim, sig)
-        except ProcessLookupError:
-            return None
-        return victim
-
 
 class LocalBackend(Backend):
     """Local processes on 127.0.0.1 free ports; ``{python}`` is this interpreter."""
