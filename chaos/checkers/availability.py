@@ -100,8 +100,12 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
                 NAME,
                 "error-rate-in-faults",
                 [],
-                f"{rate_in:.1%} of submits during faults failed, above {config.error_rate_max_in_faults:.1%}",
-                {"errors": len(errors_in), "total": len(inside)},
+                f"{rate_in:.1%} of submits during faults failed, above {config.error_rate_max_in_faults:.1%}"
+                + (f" (first: {errors_in[0].completion.error})" if errors_in[0].completion is not None
+                   and errors_in[0].completion.error else ""),
+                # a refused or hung submit never got a task id: the evidence is the requests themselves
+                {"errors": len(errors_in), "total": len(inside),
+                 "failed_submits": [p.to_dict() for p in errors_in[: config.max_evidence]]},
             )
         )
     valid: Validity
