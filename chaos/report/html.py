@@ -239,13 +239,18 @@ def render_html(report: dict[str, Any], report_dir: Path, threshold_ms: float = 
 
 
 def _canary_table(canaries: dict[str, Any]) -> str:
-    rows = ["<h2>Canaries: detection matrix</h2><table><tr><th>canary</th><th>expected checker</th>"
-            "<th>detected by</th><th>caught</th><th>time to detect</th></tr>"]
+    rows = ["<h2>Canaries: detection matrix</h2><p class='muted'>each canary is the target with one known failure "
+            "mode switched on; the gate must catch it with the expected checker</p><table><tr><th>canary</th>"
+            "<th>expected checker</th><th>detected by</th><th>caught</th><th>scenario</th><th>faults</th>"
+            "<th>time to detect</th></tr>"]
     for c in canaries.get("rows", []):
+        badge = ('<span class="badge" style="background:#2e9e5b">CAUGHT</span>' if c.get("caught") else
+                 '<span class="badge" style="background:#d62f2f">MISSED</span>')
+        secs = c.get("seconds")
         rows.append(f"<tr><td>{html.escape(c['name'])}</td><td>{html.escape(c['expected'])}</td>"
-                    f"<td>{html.escape(', '.join(c.get('detected_by', [])))}</td>"
-                    f"<td>{_badge('pass' if c.get('caught') else 'fail')}</td>"
-                    f"<td>{c.get('seconds', '–')}</td></tr>")
+                    f"<td>{html.escape(', '.join(c.get('detected_by', [])))}</td><td>{badge}</td>"
+                    f"<td>{html.escape(c.get('scenario') or '–')}</td><td>{c.get('faults', '–')}</td>"
+                    f"<td>{'–' if secs is None else f'{secs} s'}</td></tr>")
     rows.append("</table>")
     return "".join(rows)
 
