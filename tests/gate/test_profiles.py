@@ -1,0 +1,37 @@
+"""Profiles: the default covers every fault family; unknown names are clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chaos.errors import BadArguments
+from chaos.gate import Profile
+from chaos.nemesis import FAULTS
+from chaos.scenarios import SCENARIOS, build
+from chaos.target import load_config, load_target
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_default_profile_covers_every_fault_family():
+    config = load_config(ROOT / "pyproject.toml")
+    target = load_target(ROOT / "pyproject.toml")
+    profile = Profile.load("default", config)
+    families = {f for name in profile.scenarios for f in build(name, target).families}
+    assert families == {k.family for k in FAULTS.values()}
+    assert profile.properties > 0
+
+
+def test_release_profile_runs_every_scenario():
+    profile = Profile.load("release", load_config(ROOT / "pyproject.toml"))
+    assert set(profile.scenarios) == set(SCENARIOS)
+
+
+def test_unknown_profile_and_scenario_are_bad_arguments():
+    config = load_config(ROOT / "pyproject.toml")
+    with pytest.raises(BadArguments):
+        Profile.load("nope", config)
+    with pytest.raises(BadArguments):
+        Profile.load("x", {"profiles": {"x": {"scenarios": ["no-such"]}}})
