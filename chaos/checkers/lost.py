@@ -164,6 +164,8 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
             if acked
             else "no submit was acknowledged"
         )
+        if not acked:
+            stats["applicable"] = False  # nothing was accepted, so nothing can be lost or stuck: abstain
         stats["unknown_fate_tasks"] = unknown_fate[: config.max_evidence]
     else:
         valid = True

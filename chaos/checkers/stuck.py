@@ -66,6 +66,8 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
             if acked
             else "no submit was acknowledged"
         )
+        if not acked:
+            stats["applicable"] = False  # nothing was accepted, so nothing can be lost or stuck: abstain
     else:
         valid = True
     return CheckResult(NAME, valid, findings, stats)

@@ -133,3 +133,16 @@ def test_package_exports_the_entry_points():
     import chaos.checkers as checkers
 
     assert checkers.check_all(clean().build(), checkers.CheckConfig()).results.keys() == REGISTRY.keys()
+
+
+def test_a_run_where_nothing_was_accepted_abstains_instead_of_undeciding():
+    # every submit hit the API while it was down (inside a fault window): nothing can be lost or stuck
+    b = HistoryBuilder()
+    b.fault("kill-api", "api", 0.0, 5.0)
+    b.submit(None, at=1.0, phase="fail")
+    b.submit(None, at=2.0, phase="fail")
+    b.ledger()
+    verdict = check_all(b.build())
+    assert verdict.results["lost"].stats["applicable"] is False
+    assert verdict.results["stuck"].stats["applicable"] is False
+    assert verdict.valid is True
