@@ -3,13 +3,19 @@
 Processes inherit two environment variables (pool children and grandchildren too), containers carry the same
 two labels. ``CELERY_CHAOS_RUN`` names the cluster, ``CELERY_CHAOS_OWNER`` the pid of the test process that owns
 it. A new run removes everything whose owner is dead: what a crashed, Ctrl-C'd or pytest-timeout-killed run left.
+
+A process can overwrite its environment block when it retitles itself (redis-server does, and Celery does with
+``setproctitle`` installed), so every process group we start is also written down in a registry of pid files
+(``register``); a leftover is found by either mark.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterable
+from pathlib import Path
 
 import psutil
 
@@ -17,6 +23,53 @@ RUN_VAR = "CELERY_CHAOS_RUN"
 OWNER_VAR = "CELERY_CHAOS_OWNER"
 LABEL_RUN = "io.celery-chaos.run"
 LABEL_OWNER = "io.celery-chaos.owner"
+
+
+def registry_dir() -> Path:
+    d = Path(os.environ.get("CELERY_CHAOS_STATE", Path.home() / ".cache" / "celery-chaos")) / "pids"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def register(run_id: str, name: str, pid: int) -> Path:
+    """Write down a process group leader we started (its create time guards against pid reuse)."""
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.Error:
+        created = 0.0
+    path = registry_dir() / f"{run_id}-{name}-{pid}.json"
+    path.write_text(json.dumps({"run": run_id, "owner": os.getpid(), "pid": pid, "created": created}))
+    return path
+
+
+def unregister(path: Path | None) -> None:
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
+def _registered(run_id: str | None, orphans_only: bool) -> list[tuple[Path, psutil.Process | None]]:
+    out: list[tuple[Path, psutil.Process | None]] = []
+    for path in registry_dir().glob("*.json"):
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        if run_id is not None and entry.get("run") != run_id:
+            continue
+        owner = int(entry.get("owner", 0))
+        if orphans_only and psutil.pid_exists(owner) and owner != os.getpid():
+            continue
+        if orphans_only and owner == os.getpid():
+            continue
+        try:
+            proc = psutil.Process(int(entry["pid"]))
+            if abs(proc.create_time() - float(entry.get("created", 0))) > 1.0:
+                proc = None  # the pid was reused by somebody else's process
+        except (psutil.Error, KeyError, ValueError):
+            proc = None
+        out.append((path, proc))
+    return out
 
 
 def mark(run_id: str) -> dict[str, str]:
@@ -38,9 +91,15 @@ def _marks(proc: psutil.Process) -> tuple[str | None, str | None]:
 
 
 def our_processes(run_id: str | None = None, *, orphans_only: bool = False) -> list[psutil.Process]:
-    """Processes carrying our mark: of one run, of all runs, or only those whose owner is gone."""
+    """Processes carrying our mark (or registered): of one run, of all runs, or only those whose owner is gone."""
     me = os.getpid()
-    found = []
+    found: list[psutil.Process] = []
+    for _path, leader in _registered(run_id, orphans_only):
+        if leader is not None:
+            try:
+                found += [leader, *leader.children(recursive=True)]
+            except psutil.Error:
+                pass
     for proc in psutil.process_iter(["pid"]):
         if proc.pid == me:
             continue
@@ -51,7 +110,8 @@ def our_processes(run_id: str | None = None, *, orphans_only: bool = False) -> l
             continue
         if orphans_only and owner is not None and owner.isdigit() and psutil.pid_exists(int(owner)):
             continue
-        found.append(proc)
+        if all(proc.pid != f.pid for f in found):
+            found.append(proc)
     return found
 
 
@@ -68,9 +128,17 @@ def kill_processes(procs: Iterable[psutil.Process], timeout: float = 5.0) -> int
     return len(gone)
 
 
+def forget_run(run_id: str) -> None:
+    """Drop a closed run's registry entries (its processes are gone)."""
+    for path, _leader in _registered(run_id, orphans_only=False):
+        unregister(path)
+
+
 def remove_leftovers() -> int:
     """Kill processes and remove containers left by earlier runs whose owner died. Returns what was removed."""
     removed = kill_processes(our_processes(orphans_only=True))
+    for path, _leader in _registered(None, orphans_only=True):
+        unregister(path)
     removed += remove_containers(orphans_only=True)
     return removed
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from chaos.cluster.base import Backend, Node, Persistence, ProxyNode, RedisNode, WorkerNode
-from chaos.cluster.cleanup import kill_processes, our_processes, remove_containers
+from chaos.cluster.cleanup import forget_run, kill_processes, our_processes, remove_containers
 from chaos.errors import BadArguments, ClusterError
 from chaos.proxy.client import ToxiproxyClient
 from chaos.target import Target
@@ -202,6 +202,7 @@ class Cluster:
         except Exception as exc:  # noqa: BLE001
             errors.append(f"backend: {exc}")
         kill_processes(our_processes(self.run_id))
+        forget_run(self.run_id)
         remove_containers(self.run_id)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)

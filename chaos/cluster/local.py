@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from chaos.cluster.base import Backend, Endpoint, Node, Persistence, ProxyNode, RedisNode, Role, WorkerNode
-from chaos.cluster.cleanup import mark
+from chaos.cluster.cleanup import mark, register, unregister
 from chaos.errors import ClusterError, PrerequisiteMissing
 
 REDIS_HINT = (
@@ -71,6 +71,7 @@ class LocalNode(Node):
         self.run_id = run_id
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+        self._registered: Path | None = None
 
     # lifecycle -------------------------------------------------------------------------------------------
     def spawn(self) -> None:
@@ -91,6 +92,8 @@ class LocalNode(Node):
             raise PrerequisiteMissing(f"{self.name}: cannot run {self.argv[0]!r}: {exc.strerror}") from None
         finally:
             log.close()
+        unregister(self._registered)
+        self._registered = register(self.run_id, self.name, self.proc.pid)
         self.paused = False
 
     def start(self) -> None:
@@ -129,6 +132,8 @@ class LocalNode(Node):
         except subprocess.TimeoutExpired as exc:  # pragma: no cover - kernel trouble
             raise ClusterError(f"{self.name} (pid {self.proc.pid}) did not die after SIGKILL") from exc
         psutil.wait_procs(members, timeout=5)
+        unregister(self._registered)
+        self._registered = None
 
     def _group_members(self) -> list[psutil.Process]:
         if self.proc is None:
@@ -210,6 +215,7 @@ class LocalRedis(RedisNode, LocalNode):
         data_dir.mkdir(parents=True, exist_ok=True)
         argv = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(data_dir),
                 "--protected-mode", "no", "--daemonize", "no", "--maxmemory-policy", "noeviction",
+                "--set-proc-title", "no",  # a retitled redis-server overwrites its environment (our mark)
                 *persistence.redis_args()]
         LocalNode.__init__(self, "redis", "redis", argv, {}, data_dir, log_dir, run_id)
 
