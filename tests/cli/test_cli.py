@@ -55,3 +55,23 @@ def test_no_project_table_is_a_clear_error(tmp_path):
     (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n")
     r = chaos("run", "worker-sigkill", cwd=tmp_path)
     assert r.returncode == 254 and "no [tool.celery-chaos] table" in r.stderr
+
+
+def test_unreadable_scenario_file_is_a_bad_argument(tmp_path):
+    bad = tmp_path / "scenario.json"
+    bad.write_text("{not json")
+    r = chaos("run", "--scenario-file", str(bad))
+    assert r.returncode == 254 and "cannot read scenario file" in r.stderr
+
+
+def test_run_list_names_every_scenario():
+    from chaos.scenarios import SCENARIOS
+
+    r = chaos("run", "list")
+    assert r.returncode == 0
+    assert all(name in r.stdout for name in SCENARIOS)
+
+
+def test_canaries_are_listed():
+    r = chaos("canaries")
+    assert r.returncode == 0 and "canary:acks-early" in r.stdout and "canary:no-broker-retry" in r.stdout
