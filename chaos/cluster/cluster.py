@@ -12,7 +12,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
 
 from chaos.cluster.base import Backend, Node, Persistence, ProxyNode, RedisNode, WorkerNode
 from chaos.cluster.cleanup import forget_run, kill_processes, our_processes, remove_containers
@@ -21,7 +20,6 @@ from chaos.proxy.client import ToxiproxyClient
 from chaos.target import Target
 
 LINKS = ("workers_redis", "api_redis", "client_api")
-BackendName = Literal["local", "docker"]
 
 
 def make_backend(name: str, target: Target, workdir: Path, run_id: str) -> Backend:
