@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -345,6 +346,7 @@ class Nemesis:
         self.recorder = recorder
         self._open: dict[str, tuple[FaultSpec, Any, Any]] = {}
         self._lock = threading.Lock()
+        self._node_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
 
     def inject(self, spec: FaultSpec) -> str:
         """Inject ``spec``; returns the fault id to heal it with."""
@@ -372,12 +374,19 @@ class Nemesis:
             self.recorder.fault_end(start, error=error)
 
     def run(self, spec: FaultSpec) -> None:
-        """Inject, hold for ``duration``, heal."""
-        fid = self.inject(spec)
-        try:
-            time.sleep(max(0.0, spec.duration))
-        finally:
-            self.heal(fid)
+        """Inject, hold for ``duration``, heal.
+
+        Faults on the same node take turns (a restart must not be killed halfway by an overlapping kill): a
+        fault whose node is busy starts when the earlier one has healed, and its window says so.
+        """
+        with self._lock:
+            node_lock = self._node_locks[spec.node or spec.kind]
+        with node_lock:
+            fid = self.inject(spec)
+            try:
+                time.sleep(max(0.0, spec.duration))
+            finally:
+                self.heal(fid)
 
     def run_schedule(self, schedule: list[FaultSpec], t0: float, stop: threading.Event) -> list[str]:
         """Run a schedule (specs may overlap) relative to ``t0``; returns errors instead of raising."""
