@@ -68,10 +68,15 @@ def _worker(c: Cluster, spec: FaultSpec):  # noqa: ANN202
 
 
 def _restart_if_dead(node: Any) -> None:
+    """Start a node a fault stopped. A worker is only spawned: it gets ready when its broker answers, which may
+    be after another fault heals (waiting here would deadlock a schedule where Redis is down meanwhile)."""
     if node.paused:
         node.resume()
     if not node.alive():
-        node.start()
+        if node.role == "worker":
+            node.spawn()
+        else:
+            node.start()
 
 
 def _noop(c: Cluster, spec: FaultSpec, state: Any) -> None:
@@ -347,6 +352,11 @@ class Nemesis:
         self._open: dict[str, tuple[FaultSpec, Any, Any]] = {}
         self._lock = threading.Lock()
         self._node_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+
+    def busy(self, node: str) -> bool:
+        """A fault is open on ``node`` (callers that inject directly use this to let faults take turns)."""
+        with self._lock:
+            return any(spec.node == node for spec, _state, _start in self._open.values())
 
     def inject(self, spec: FaultSpec) -> str:
         """Inject ``spec``; returns the fault id to heal it with."""

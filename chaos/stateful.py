@@ -81,6 +81,9 @@ def machine_for(cluster: Cluster, *, faults: tuple[str, ...] = DEFAULT_FAULTS, m
         @precondition(lambda self: len(self.open) < max_open_faults)
         @rule(fault=fault_specs(kinds=faults, workers=max(1, len(cluster.workers))))
         def inject(self, fault: FaultSpec) -> None:
+            if self.nemesis.busy(fault.node):  # faults on one node take turns, as in scheduled runs
+                self.recorder.note(f"skipped {fault}: {fault.node} already has an open fault")
+                return
             try:
                 self.open.append(self.nemesis.inject(fault))
             except Exception as exc:  # noqa: BLE001 - e.g. no live worker left to hurt: recorded, not fatal

@@ -240,7 +240,8 @@ class DockerNode(Node):
             try:
                 self.container.unpause()
             except docker.errors.APIError as exc:
-                if exc.status_code not in (404, 409):
+                # resuming what is not paused (it was killed or restarted meanwhile) is a no-op, as SIGCONT is
+                if exc.status_code not in (404, 409) and "not paused" not in str(exc):
                     raise
         self.paused = False
 
