@@ -3,20 +3,22 @@
 Every figure is the median over ``repeats`` runs (3, or 1 with ``--quick``). No figure is asserted: the benchmark
 measures and reports, it never fails on speed. Everything runs on 127.0.0.1.
 
-What runs, in order:
+Sections (``--only`` picks some, comma-separated; all by default, ``--quick`` leaves out the gate), in order:
 
-1. Cluster A (``ROW_WORK_MS=0``, 1 worker): Redis memory baseline; submit latency in celery mode at each concurrency
-   level; end-to-end throughput of no-op-ish tasks (file 1, 5 rows of 0 ms) through the API with 1 and 4 workers,
-   then the same task count through *bare Celery* (below) with the same number of workers; Redis memory after
-   those tasks; the bulk memory run (``memory_tasks`` bare tasks); submit latency in fallback mode (Redis stopped).
-2. Cluster B (the target's own ``ROW_WORK_MS``, 20 ms for the reference service): throughput of short tasks (file 1,
-   5 rows) through the API and bare; then, with 2 workers, the recovery times.
-   Defaults: 3 runs, levels 1/10/100/1000, 10,000 memory tasks; ``--quick``: 1 run, levels 1/10/100, 2,000 memory
-   tasks, no gate. The memory run is not 100,000 tasks: on a shared 2-core machine bare Celery moves ~130-380
-   tasks/s (the producer alone ~380 send_task/s), so 100,000 would take 5-12 minutes on its own; pass
-   ``memory_tasks=100_000`` to ``run_bench`` for the full figure.
-3. The default gate profile's wall time (skipped with ``--quick``) and a docker bring-up when a Docker daemon
-   answers and the target image for the current tree is already built (else ``skipped: reason``).
+1. Cluster A (``ROW_WORK_MS=0``, 1 worker). ``latency``: submit latency in celery mode at each concurrency level.
+   ``throughput``: end-to-end throughput of no-op-ish tasks (file 1, 5 rows of 0 ms) through the API with 1 and 4
+   workers, then the same task count through *bare Celery* (below) with the same number of workers. ``memory``:
+   Redis memory after those tasks, then the bulk run: ``memory_tasks`` bare tasks, the first 10,000 sent before any
+   worker runs (the cost of a backlog), the rest consumed by two workers as they are sent. ``latency`` again:
+   submit latency in fallback mode (Redis stopped).
+2. Cluster B (the target's own ``ROW_WORK_MS``, 20 ms for the reference service). ``throughput`` of short tasks
+   (file 1, 5 rows) through the API and bare; ``recovery`` times, with 2 workers.
+3. ``bring_up``: local and docker bring-up (2 workers), each the median of 3 runs; the docker image is built first
+   when the current tree has none (its build time reported apart; ``--quick`` skips instead of building).
+4. ``gate``: the default gate profile's wall time.
+
+Defaults: 3 runs, levels 1/10/100/1000, 20,000 memory tasks (~70 s here; ``--memory-tasks 100000`` takes ~6 min
+on 2 cores: bare Celery moves ~250-450 tasks/s here); ``--quick``: 1 run, levels 1/10/100, 2,000 memory tasks.
 
 **Bare Celery.** The service task (``service.sync_file``) only runs for a task id that already has a DB row (the
 ledger's fenced claim); sent straight to Redis without one it is acked and ignored, which would flatter it. So the
@@ -28,14 +30,16 @@ ratio ``api / bare`` is what the API, the DB ledger and the fenced claim cost en
 
 JSON keys (``--json FILE``), all times in seconds unless the key says ``_ms``:
 
-- ``schema``: ``"celery-chaos-bench/1"``; ``quick``: bool; ``command``: the command line; ``started_at``: epoch s;
-  ``wall_s``: the whole benchmark.
+- ``schema``: ``"celery-chaos-bench/1"``; ``quick``: bool; ``sections``: the sections run; ``command``: the command
+  line; ``started_at``: epoch s; ``wall_s``: the whole benchmark; ``section_seconds``: {measurement: seconds}.
 - ``machine``: ``cores``, ``memory_bytes``, ``platform``, ``python``, ``celery``, ``kombu``, ``redis_py``,
   ``redis_server``.
 - ``settings``: ``repeats``, ``concurrency_levels``, ``requests_per_level`` {level: requests per run},
   ``sockets_per_level`` {level: client connection-pool size}, ``throughput_tasks`` {noop, short},
-  ``worker_counts``, ``worker_concurrency``, ``memory_tasks``, ``row_work_ms_short``.
-- ``bring_up``: ``local`` {``seconds`` (median), ``runs``, ``workers``}; ``docker`` the same or {``skipped``: reason}.
+  ``worker_counts``, ``worker_concurrency``, ``memory_tasks``, ``row_work_ms_short``, ``recovery_repeats``,
+  ``bring_up_repeats``.
+- ``bring_up``: ``local`` {``seconds`` (median), ``runs``, ``workers``}; ``docker`` the same plus ``image`` and
+  ``image_build_s`` (null when it was already built), or {``skipped``: reason}.
 - ``submit_latency``: {``celery``|``fallback``: {level as string: {``p50_ms``, ``p99_ms``, ``max_ms`` (medians over
   runs), ``requests``, ``sockets``, ``errors`` (non-202 answers, summed), ``runs`` (per-run triples)}}}.
 - ``throughput``: {``noop``|``short``: {workers as string: {``tasks``, ``api_tasks_per_s``, ``bare_tasks_per_s``,
@@ -43,8 +47,9 @@ JSON keys (``--json FILE``), all times in seconds unless the key says ``_ms``:
 - ``recovery``: {``worker_sigkill_s`` (kill -> the next execution's started_at), ``redis_restart_s`` (Redis ready
   -> the first celery-mode task submitted after it finishing), ``api_restart_s`` (start call -> first 200 on
   /health), ``api_kill_to_serving_s`` (kill -> first 200)}: each {``median``, ``runs``}.
-- ``redis_memory``: ``bulk`` {``tasks``, ``via``, ``before_bytes``, ``after_bytes``, ``bytes_per_task``,
-  ``seconds``} and ``api`` (the same over the tasks of the latency and throughput phases, through the API).
+- ``redis_memory``: ``bulk`` {``tasks``, ``via``, ``before_bytes``, ``after_bytes``, ``bytes_per_task`` (kept after
+  they all finished), ``queued_tasks``, ``queued_bytes``, ``bytes_per_queued_task``, ``seconds``, ``tasks_per_s``}
+  and ``api`` (before/after/per task over the tasks of the latency and throughput phases, through the API).
 - ``gate``: {``wall_s``, ``exit_code``, ``scenarios``} or {``skipped``: reason}.
 - ``errors``: sections that could not be measured, {section: message} (exit code 2 when not empty).
 """
@@ -92,6 +97,7 @@ import time
 
 import redis
 from celery import Celery
+from celery.signals import worker_ready
 from kombu import Queue
 
 app = Celery("bench_bare", broker=os.environ["BENCH_BROKER_URL"])
@@ -104,6 +110,11 @@ app.conf.update(
                               "queue_order_strategy": "priority"},
 )
 _done = None
+
+
+@worker_ready.connect
+def _ready(**_):
+    open(os.environ["BENCH_READY_FILE"], "w").close()
 
 
 @app.task(name="bench.bare", ignore_result=True)
@@ -255,7 +266,9 @@ class BareWorkers:
         self.done_url = cluster.redis.url
         self._producers: dict[bool, Any] = {}
 
-    def start(self, n: int, concurrency: int, prefetch: int = 1, direct: bool = False, pool: str = "prefork") -> None:
+    def start(self, n: int, concurrency: int, prefetch: int = 1, direct: bool = False, pool: str = "prefork",
+              loglevel: str = "info") -> None:
+        """``loglevel`` info logs every task, as the target's workers do; the bulk memory run uses warning."""
         broker = self.done_url if direct else self.broker_url
         env = {**os.environ, **mark(self.c.run_id), "BENCH_BROKER_URL": broker,
                "BENCH_DONE_URL": self.done_url, "BENCH_PREFETCH": str(prefetch),
@@ -263,19 +276,21 @@ class BareWorkers:
         started = []
         for i in range(n):
             log = self.dir / f"bare-{len(self.procs)}.log"
-            argv = [sys.executable, "-m", "celery", "-A", "bench_bare_app", "worker", "--loglevel=info",
+            ready_file = log.with_suffix(".ready")
+            argv = [sys.executable, "-m", "celery", "-A", "bench_bare_app", "worker", f"--loglevel={loglevel}",
                     f"--queues={BARE_QUEUE}", f"--concurrency={concurrency}", f"--hostname=bare-{i}@%h", f"--pool={pool}",
                     "--without-mingle", "--without-gossip"]
             with log.open("wb") as fh:
-                p = subprocess.Popen(argv, cwd=self.dir, env=env, stdout=fh, stderr=subprocess.STDOUT,  # noqa: S603
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                p = subprocess.Popen(argv, cwd=self.dir, env={**env, "BENCH_READY_FILE": str(ready_file)},  # noqa: S603
+                                     stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
             self.procs.append((p, log))
             started.append((p, log))
         for p, log in started:
             def ready(p: subprocess.Popen[bytes] = p, log: Path = log) -> bool:
                 if p.poll() is not None:
                     raise ChaosError(f"bare worker exited: {log.read_text()[-2000:]}")
-                return "ready." in log.read_text(errors="replace")
+                return log.with_suffix(".ready").exists()
             _wait(ready, 60, "a bare Celery worker to be ready", 0.1)
 
     def stop(self) -> None:
@@ -301,9 +316,10 @@ class BareWorkers:
             self._producers[direct] = app
         return self._producers[direct]
 
-    def send(self, key: str, work_s: float, direct: bool = False) -> None:
+    def send(self, key: str, work_s: float, direct: bool = False, producer: Any = None) -> None:
+        """One task; pass a held kombu ``producer`` (``app.producer_or_acquire()``) to skip the pool per send."""
         self.producer(direct).send_task(BARE_TASK, args=[key, work_s], queue=BARE_QUEUE, routing_key=BARE_QUEUE,
-                                        priority=4)
+                                        priority=4, producer=producer)
 
     def close(self) -> None:
         self.stop()
@@ -440,40 +456,57 @@ def measure_throughput(cluster: Any, api: _Api, bare: BareWorkers, n: int, work_
 
 
 # ---------------------------------------------------------------------------------------------- memory
-def measure_bulk_memory(cluster: Any, bare: BareWorkers, n: int, say: Callable[[str], None]) -> dict[str, Any]:
-    """``n`` bare no-op tasks through Redis in batches; used_memory before and after they all finished."""
+def measure_bulk_memory(cluster: Any, bare: BareWorkers, n: int, say: Callable[[str], None],
+                        backlog: int = 10_000) -> dict[str, Any]:
+    """``n`` bare no-op tasks through Redis: used_memory before and after they all finished (bytes kept per task).
+
+    The first ``backlog`` tasks are sent before any worker runs, so used_memory with them all queued gives the
+    cost of a backlog (bytes per queued task: what a broker outage with workers down costs); then two workers
+    consume while the rest is sent in batches.
+    """
     r = cluster.redis.client(timeout=5.0)
     key = f"bench:bulk:{uuid.uuid4().hex}:count"
+    batch = 2500
+    backlog = min(backlog, n)
+
+    def done() -> int:
+        return int(r.get(key) or 0)
+
     try:
         _wait(lambda: _queue_backlog(cluster) == 0, 120, "an empty broker", 0.2)
         before = _mem(r)
-        bare.start(2, 1, prefetch=64, direct=True, pool="solo")
         t0 = time.monotonic()
-        batch = 2500
-        sent = 0
-        try:
-            while sent < n:
-                k = min(batch, n - sent)
-                for _ in range(k):
-                    bare.send(key, 0.0, direct=True)
-                sent += k
-                floor = sent - batch
-                _wait(lambda: int(r.get(key) or 0) >= floor, 600,  # noqa: B023 - waited for at once
-                      "the bulk backlog to shrink", 0.05)
-            _wait(lambda: int(r.get(key) or 0) >= n, 600, "every bulk task to finish", 0.05)
-            _wait(lambda: _queue_backlog(cluster) == 0, 60, "an empty broker", 0.1)
-        finally:
-            bare.stop()
+        with bare.producer(direct=True).producer_or_acquire() as producer:
+            for _ in range(backlog):
+                bare.send(key, 0.0, direct=True, producer=producer)
+            queued_bytes = _mem(r)
+            sent = backlog
+            bare.start(2, 1, prefetch=64, direct=True, pool="solo", loglevel="warning")
+            try:
+                while sent < n:
+                    k = min(batch, n - sent)
+                    for _ in range(k):
+                        bare.send(key, 0.0, direct=True, producer=producer)
+                    sent += k
+                    floor = sent - 2 * batch
+                    _wait(lambda: done() >= floor, 600, "the bulk backlog to shrink", 0.05)  # noqa: B023
+                _wait(lambda: done() >= n, 600, "every bulk task to finish", 0.05)
+                _wait(lambda: _queue_backlog(cluster) == 0, 60, "an empty broker", 0.1)
+            finally:
+                bare.stop()
         secs = time.monotonic() - t0
         r.delete(key)
         after = _mem(r)
     finally:
         r.close()
-    say(f"    {n} bulk tasks in {secs:.0f}s: used_memory {before} -> {after} B")
+    say(f"    {n} bulk tasks in {secs:.0f}s ({n / secs:.0f}/s): used_memory {before} -> {after} B; "
+        f"{queued_bytes} B with {backlog} queued")
     return {"tasks": n, "via": "bare Celery (send_task to celery -A workers on the same Redis, directly, not "
                                "through the fault proxy; 2 solo-pool workers, prefetch 64)",
             "before_bytes": before, "after_bytes": after, "bytes_per_task": _r((after - before) / n, 3),
-            "seconds": _r(secs, 1)}
+            "queued_tasks": backlog, "queued_bytes": queued_bytes,
+            "bytes_per_queued_task": _r((queued_bytes - before) / backlog, 1),
+            "seconds": _r(secs, 1), "tasks_per_s": _r(n / secs, 1)}
 
 
 # ---------------------------------------------------------------------------------------------- recovery
@@ -555,11 +588,29 @@ def recover_api_kill(cluster: Any, api: _Api) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------------------------- the run
+SECTIONS = ("latency", "throughput", "memory", "recovery", "bring_up", "gate")
+
+
 def _defaults(quick: bool) -> dict[str, Any]:
     return {"repeats": 1 if quick else 3, "concurrency_levels": (1, 10, 100) if quick else (1, 10, 100, 1000),
             "throughput_tasks": {"noop": 60, "short": 40} if quick else {"noop": 200, "short": 100},
-            "worker_counts": (1, 4), "memory_tasks": 2000 if quick else 10_000,
-            "recovery_repeats": 1 if quick else 3}
+            "worker_counts": (1, 4), "memory_tasks": 2000 if quick else 20_000,
+            "recovery_repeats": 1 if quick else 3, "bring_up_repeats": 1 if quick else 3}
+
+
+def parse_sections(only: Iterable[str] | str | None) -> list[str]:
+    """``--only latency,memory`` -> the sections in run order; unknown names are a usage error."""
+    from chaos.errors import BadArguments
+
+    if only is None:
+        return list(SECTIONS)
+    names = [x.strip().replace("-", "_") for x in ([only] if isinstance(only, str) else only) for x in x.split(",")]
+    names = [x for x in names if x]
+    bad = [x for x in names if x not in SECTIONS]
+    if bad or not names:
+        raise BadArguments(f"unknown bench section(s) {', '.join(map(repr, bad)) or '(none given)'}; "
+                           f"choose from {', '.join(SECTIONS)}")
+    return [x for x in SECTIONS if x in names]
 
 
 def run_bench(target: Target, backend: str = "local", json_out: Path | None = None, quick: bool = False,
@@ -567,12 +618,24 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
               concurrency_levels: Iterable[int] | None = None, memory_tasks: int | None = None,
               throughput_tasks: dict[str, int] | None = None, worker_counts: Iterable[int] | None = None,
               repeats: int | None = None, recovery_repeats: int | None = None, gate: bool | None = None,
-              docker: bool = True) -> int:
-    """Run the benchmark, print a table on ``out``, write ``json_out``; 0 measured, 2 a section failed."""
+              docker: bool = True, only: Iterable[str] | str | None = None,
+              bring_up_repeats: int | None = None) -> int:
+    """Run the benchmark, print a table on ``out``, write ``json_out``; 0 measured, 2 a section failed.
+
+    ``only`` limits the run to some of ``SECTIONS`` (default: all; ``--quick`` leaves out the gate unless named).
+    """
     from chaos.cluster.cluster import Cluster
+    from chaos.errors import BadArguments
 
     console = console or Console(stderr=True, highlight=False)
     out = out or Console(highlight=False)
+    wanted = parse_sections(only)
+    if only is None and (quick if gate is None else not gate):
+        wanted.remove("gate")
+    elif gate is True and "gate" not in wanted:
+        wanted.append("gate")
+    if memory_tasks is not None and memory_tasks < 1:
+        raise BadArguments(f"--memory-tasks must be at least 1, not {memory_tasks}")
     if backend != "local":
         console.print(f"bench: measurements run on the local backend; {backend!r} is only brought up for its "
                       "bring-up time")
@@ -580,10 +643,10 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
     levels = list(concurrency_levels or d["concurrency_levels"])
     reps = repeats or d["repeats"]
     rec_reps = recovery_repeats or d["recovery_repeats"]
+    up_reps = bring_up_repeats or d["bring_up_repeats"]
     tput_n = {**d["throughput_tasks"], **(throughput_tasks or {})}
     wcounts = list(worker_counts or d["worker_counts"])
     mem_n = memory_tasks or d["memory_tasks"]
-    do_gate = (not quick) if gate is None else gate
     short_ms = int(target.env.get("ROW_WORK_MS", "20"))
 
     def say(msg: str) -> None:
@@ -591,133 +654,139 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
 
     t_all = time.monotonic()
     res: dict[str, Any] = {
-        "schema": SCHEMA, "quick": quick, "command": shlex.join(["chaos", *sys.argv[1:]]) if sys.argv else "chaos bench",
+        "schema": SCHEMA, "quick": quick, "sections": wanted,
+        "command": shlex.join(["chaos", *sys.argv[1:]]) if sys.argv else "chaos bench",
         "started_at": _r(time.time(), 3), "machine": machine_info(),
-        "settings": {"repeats": reps, "recovery_repeats": rec_reps, "concurrency_levels": levels,
+        "settings": {"repeats": reps, "recovery_repeats": rec_reps, "bring_up_repeats": up_reps,
+                     "concurrency_levels": levels,
                      "requests_per_level": {str(lv): lv * _plan(lv, quick) for lv in levels},
                      "sockets_per_level": {str(lv): min(lv, MAX_SOCKETS) for lv in levels},
                      "throughput_tasks": tput_n, "worker_counts": wcounts,
                      "worker_concurrency": target.worker_concurrency, "memory_tasks": mem_n,
                      "row_work_ms_short": short_ms},
         "bring_up": {}, "submit_latency": {}, "throughput": {}, "recovery": {}, "redis_memory": {}, "gate": {},
-        "errors": {},
+        "section_seconds": {}, "errors": {},
     }
     errors: dict[str, str] = res["errors"]
-    bring_ups: list[float] = []
+    timings: dict[str, float] = res["section_seconds"]
 
     def section(name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.monotonic()
         try:
             return fn()
         except (ChaosError, TimeoutError, httpx.HTTPError, OSError, AssertionError) as exc:
             errors[name] = f"{type(exc).__name__}: {exc}"
             say(f"    {name}: could not measure: {exc}")
             return None
+        finally:
+            timings[name] = _r(timings.get(name, 0.0) + time.monotonic() - t0, 1)
 
     tmp = Path(tempfile.mkdtemp(prefix="chaos-bench-"))
     try:
         # ---- cluster A: no-op-ish tasks -----------------------------------------------------------------------
-        say("bench: cluster A (ROW_WORK_MS=0, 1 worker) on local ...")
-        with Cluster(target, backend="local", workers=1, env={"ROW_WORK_MS": "0"}) as c:
-            bring_ups.append(float(c.bring_up_seconds or 0))
-            redis_node = c.redis
-            assert redis_node is not None
-            res["machine"] = machine_info(redis_node.client())
-            api = _Api(c)
-            bare = BareWorkers(c, tmp / "bare-a")
-            try:
-                rc = redis_node.client(timeout=5.0)
-                m0 = _mem(rc)
-                n_before = len(api.ledger())
-                say("  submit latency, celery mode")
-                lat = section("submit_latency.celery", lambda: measure_latency(api, levels, reps, quick, say, "celery"))
-                if lat:
-                    res["submit_latency"]["celery"] = lat
-                say("  throughput, no-op-ish tasks")
-                tp = section("throughput.noop", lambda: measure_throughput(c, api, bare, tput_n["noop"], 0.0, wcounts,
-                                                                          reps, say, "no-op"))
-                if tp:
-                    res["throughput"]["noop"] = tp
-                _set_workers(c, 1)
-                section("drain", lambda: _drain(c, api))
-                m1 = _mem(rc)
-                n_api = len(api.ledger()) - n_before
-                n_bare = (tput_n["noop"] * reps * len(wcounts)) if tp else 0
-                res["redis_memory"]["api"] = {
-                    "tasks": n_api + n_bare, "via": f"{n_api} through the API + {n_bare} bare (the latency and "
-                                                  "throughput phases)",
-                    "before_bytes": m0, "after_bytes": m1,
-                    "bytes_per_task": _r((m1 - m0) / max(1, n_api + n_bare), 3)}
-                rc.close()
-                say(f"  redis memory, {mem_n} tasks")
-                _set_workers(c, 0)
-                bulk = section("redis_memory.bulk", lambda: measure_bulk_memory(c, bare, mem_n, say))
-                if bulk:
-                    res["redis_memory"]["bulk"] = bulk
-                _set_workers(c, 1)
-                say("  submit latency, fallback mode (Redis stopped)")
+        if {"latency", "throughput", "memory"} & set(wanted):
+            say("bench: cluster A (ROW_WORK_MS=0, 1 worker) on local ...")
+            with Cluster(target, backend="local", workers=1, env={"ROW_WORK_MS": "0"}) as c:
+                redis_node = c.redis
+                assert redis_node is not None
+                res["machine"] = machine_info(redis_node.client())
+                api = _Api(c)
+                bare = BareWorkers(c, tmp / "bare-a")
+                try:
+                    rc = redis_node.client(timeout=5.0)
+                    m0 = _mem(rc)
+                    n_before = len(api.ledger())
+                    if "latency" in wanted:
+                        say("  submit latency, celery mode")
+                        lat = section("submit_latency.celery",
+                                      lambda: measure_latency(api, levels, reps, quick, say, "celery"))
+                        if lat:
+                            res["submit_latency"]["celery"] = lat
+                    tp = None
+                    if "throughput" in wanted:
+                        say("  throughput, no-op-ish tasks")
+                        tp = section("throughput.noop", lambda: measure_throughput(
+                            c, api, bare, tput_n["noop"], 0.0, wcounts, reps, say, "no-op"))
+                        if tp:
+                            res["throughput"]["noop"] = tp
+                    if "memory" in wanted:
+                        _set_workers(c, 1)
+                        section("drain", lambda: _drain(c, api))
+                        m1 = _mem(rc)
+                        n_api = len(api.ledger()) - n_before
+                        n_bare = (tput_n["noop"] * reps * len(wcounts)) if tp else 0
+                        if n_api + n_bare:
+                            res["redis_memory"]["api"] = {
+                                "tasks": n_api + n_bare, "via": f"{n_api} through the API + {n_bare} bare (the "
+                                                              "latency and throughput phases)",
+                                "before_bytes": m0, "after_bytes": m1,
+                                "bytes_per_task": _r((m1 - m0) / (n_api + n_bare), 3)}
+                        say(f"  redis memory, {mem_n} tasks")
+                        _set_workers(c, 0)
+                        bulk = section("redis_memory.bulk", lambda: measure_bulk_memory(c, bare, mem_n, say))
+                        if bulk:
+                            res["redis_memory"]["bulk"] = bulk
+                        _set_workers(c, 1)
+                    rc.close()
+                    if "latency" in wanted:
+                        say("  submit latency, fallback mode (Redis stopped)")
 
-                def fallback() -> dict[str, Any]:
-                    redis_node.stop()
-                    try:
-                        _wait(lambda: api.submit(SHORT_FILE).get("mode") == "fallback", 30, "fallback mode", 0.1)
-                        return measure_latency(api, levels, reps, quick, say, "fallback")
-                    finally:
-                        redis_node.start()
-                lat = section("submit_latency.fallback", fallback)
-                if lat:
-                    res["submit_latency"]["fallback"] = lat
-            finally:
-                bare.close()
-                api.close()
+                        def fallback() -> dict[str, Any]:
+                            redis_node.stop()
+                            try:
+                                _wait(lambda: api.submit(SHORT_FILE).get("mode") == "fallback", 30, "fallback mode",
+                                      0.1)
+                                return measure_latency(api, levels, reps, quick, say, "fallback")
+                            finally:
+                                redis_node.start()
+                        lat = section("submit_latency.fallback", fallback)
+                        if lat:
+                            res["submit_latency"]["fallback"] = lat
+                finally:
+                    bare.close()
+                    api.close()
 
         # ---- cluster B: short tasks and recovery --------------------------------------------------------------
-        say(f"bench: cluster B (ROW_WORK_MS={short_ms}, 1 worker) on local ...")
-        with Cluster(target, backend="local", workers=1) as c:
-            bring_ups.append(float(c.bring_up_seconds or 0))
-            api = _Api(c)
-            bare = BareWorkers(c, tmp / "bare-b")
-            try:
-                say("  throughput, short tasks")
-                tp = section("throughput.short", lambda: measure_throughput(
-                    c, api, bare, tput_n["short"], SHORT_ROWS * short_ms / 1000.0, wcounts, reps, say, "short"))
-                if tp:
-                    res["throughput"]["short"] = tp
-                _set_workers(c, 2)
-                section("drain", lambda: _drain(c, api))
-                say("  recovery (2 workers)")
-                rec: dict[str, list[float]] = {"worker_sigkill_s": [], "redis_restart_s": [], "api_restart_s": [],
-                                               "api_kill_to_serving_s": []}
-                for _ in range(rec_reps):
-                    v = section("recovery.worker_sigkill", lambda: recover_worker_sigkill(c, api))
-                    if v is not None:
-                        rec["worker_sigkill_s"].append(v)
-                    c.heal()
-                    v = section("recovery.redis_restart", lambda: recover_redis_restart(c, api))
-                    if v is not None:
-                        rec["redis_restart_s"].append(v)
-                    c.heal()
-                    v = section("recovery.api_kill", lambda: recover_api_kill(c, api))
-                    if v is not None:
-                        rec["api_restart_s"].append(v[0])
-                        rec["api_kill_to_serving_s"].append(v[1])
-                    c.heal()
-                for k, xs in rec.items():
-                    if xs:
-                        res["recovery"][k] = {"median": _r(_median(xs), 3), "runs": [_r(x, 3) for x in xs]}
-                        say(f"    {k}: {_median(xs):.2f}s (runs {[round(x, 2) for x in xs]})")
-            finally:
-                bare.close()
-                api.close()
-        res["bring_up"]["local"] = {"seconds": _r(_median(bring_ups), 2), "runs": [_r(x, 2) for x in bring_ups],
-                                    "workers": 1}
+        if {"throughput", "recovery"} & set(wanted):
+            say(f"bench: cluster B (ROW_WORK_MS={short_ms}, 1 worker) on local ...")
+            with Cluster(target, backend="local", workers=1) as c:
+                api = _Api(c)
+                bare = BareWorkers(c, tmp / "bare-b")
+                try:
+                    if "throughput" in wanted:
+                        say("  throughput, short tasks")
+                        tp = section("throughput.short", lambda: measure_throughput(
+                            c, api, bare, tput_n["short"], SHORT_ROWS * short_ms / 1000.0, wcounts, reps, say,
+                            "short"))
+                        if tp:
+                            res["throughput"]["short"] = tp
+                    if "recovery" in wanted:
+                        _set_workers(c, 2)
+                        section("drain", lambda: _drain(c, api))
+                        say("  recovery (2 workers)")
+                        res["recovery"] = measure_recovery(c, api, rec_reps, section, say)
+                finally:
+                    bare.close()
+                    api.close()
 
-        # ---- gate and docker ----------------------------------------------------------------------------------
-        if do_gate:
+        # ---- bring-up, gate -----------------------------------------------------------------------------------
+        if "bring_up" in wanted:
+            say(f"bench: bring-up of each backend (2 workers, {up_reps} run(s) each) ...")
+            res["bring_up"]["local"] = section("bring_up.local", lambda: measure_bring_up(target, "local", up_reps))
+            if docker:
+                res["bring_up"]["docker"] = section(
+                    "bring_up.docker", lambda: measure_docker_bring_up(target, up_reps, say, build=not quick))
+            else:
+                res["bring_up"]["docker"] = {"skipped": "not requested"}
+            for k, v in res["bring_up"].items():
+                if v and "seconds" in v:
+                    say(f"    {k}: {v['seconds']:.2f}s (runs {v['runs']})")
+            res["bring_up"] = {k: v for k, v in res["bring_up"].items() if v}
+        if "gate" in wanted:
             say("bench: the default gate profile ...")
             res["gate"] = section("gate", lambda: _gate_wall(target, tmp / "gate", say)) or {"skipped": "failed"}
         else:
             res["gate"] = {"skipped": "--quick" if quick else "not requested"}
-        res["bring_up"]["docker"] = _docker_bring_up(target, say) if docker else {"skipped": "not requested"}
     except ChaosError as exc:
         errors["cluster"] = f"{type(exc).__name__}: {exc}"
         say(f"bench: could not run: {exc}")
@@ -739,6 +808,43 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
     return 2 if errors else 0
 
 
+def measure_recovery(c: Any, api: _Api, repeats: int, section: Callable[[str, Callable[[], Any]], Any],
+                     say: Callable[[str], None]) -> dict[str, Any]:
+    rec: dict[str, list[float]] = {"worker_sigkill_s": [], "redis_restart_s": [], "api_restart_s": [],
+                                   "api_kill_to_serving_s": []}
+    for _ in range(repeats):
+        v = section("recovery.worker_sigkill", lambda: recover_worker_sigkill(c, api))
+        if v is not None:
+            rec["worker_sigkill_s"].append(v)
+        c.heal()
+        v = section("recovery.redis_restart", lambda: recover_redis_restart(c, api))
+        if v is not None:
+            rec["redis_restart_s"].append(v)
+        c.heal()
+        v = section("recovery.api_kill", lambda: recover_api_kill(c, api))
+        if v is not None:
+            rec["api_restart_s"].append(v[0])
+            rec["api_kill_to_serving_s"].append(v[1])
+        c.heal()
+    out: dict[str, Any] = {}
+    for k, xs in rec.items():
+        if xs:
+            out[k] = {"median": _r(_median(xs), 3), "runs": [_r(x, 3) for x in xs]}
+            say(f"    {k}: {_median(xs):.2f}s (runs {[round(x, 2) for x in xs]})")
+    return out
+
+
+def measure_bring_up(target: Target, backend: str, runs: int) -> dict[str, Any]:
+    """Cluster start -> every node ready (redis, proxy, api, 2 workers), ``runs`` times; teardown not counted."""
+    from chaos.cluster.cluster import Cluster
+
+    secs = []
+    for _ in range(runs):
+        with Cluster(target, backend=backend, workers=2) as c:
+            secs.append(float(c.bring_up_seconds or 0))
+    return {"seconds": _r(_median(secs), 2), "runs": [_r(x, 2) for x in secs], "workers": 2}
+
+
 def _gate_wall(target: Target, report_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
     from chaos.gate import Profile, run_gate
     from chaos.target import load_config
@@ -752,11 +858,10 @@ def _gate_wall(target: Target, report_dir: Path, say: Callable[[str], None]) -> 
     return {"wall_s": _r(wall, 1), "exit_code": outcome.exit_code, "scenarios": len(outcome.results)}
 
 
-def _docker_bring_up(target: Target, say: Callable[[str], None]) -> dict[str, Any]:
-    from chaos.cluster.cluster import Cluster
-
+def measure_docker_bring_up(target: Target, runs: int, say: Callable[[str], None], build: bool) -> dict[str, Any]:
+    """Docker bring-up; the target image is built first when missing (``build``), its build time reported apart."""
     try:
-        from chaos.images import docker_client, find_target_image
+        from chaos.images import build_images, docker_client, find_target_image
 
         client = docker_client(timeout=10)
         try:
@@ -765,15 +870,22 @@ def _docker_bring_up(target: Target, say: Callable[[str], None]) -> dict[str, An
             client.close()
     except Exception as exc:  # noqa: BLE001 - any reason is a skip reason
         return {"skipped": f"no Docker daemon answers ({type(exc).__name__}: {str(exc)[:160]})"}
+    build_s = None
     if tag is None:
-        return {"skipped": "the target image for the current source tree is not built (chaos images build)"}
-    say(f"bench: docker bring-up ({tag}) ...")
+        if not build:
+            return {"skipped": "the target image for the current source tree is not built (chaos images build)"}
+        say("    building the target image (chaos images build) ...")
+        t0 = time.monotonic()
+        try:
+            tag = str(build_images(target)["target"])
+        except Exception as exc:  # noqa: BLE001
+            return {"skipped": f"the target image could not be built: {type(exc).__name__}: {str(exc)[:200]}"}
+        build_s = _r(time.monotonic() - t0, 1)
     try:
-        with Cluster(target, backend="docker", workers=1) as c:
-            secs = float(c.bring_up_seconds or 0)
+        up = measure_bring_up(target, "docker", runs)
     except Exception as exc:  # noqa: BLE001
         return {"skipped": f"docker bring-up failed: {type(exc).__name__}: {str(exc)[:200]}"}
-    return {"seconds": _r(secs, 2), "runs": [_r(secs, 2)], "workers": 1, "image": tag}
+    return {**up, "image": tag, "image_build_s": build_s}
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -798,11 +910,18 @@ def render_table(res: dict[str, Any]) -> Table:
     for k, v in res.get("recovery", {}).items():
         t.add_row("recovery", labels.get(k, k), f"{v['median']:.2f} s")
     for k, v in res.get("redis_memory", {}).items():
-        t.add_row("Redis used_memory", f"{k}: {v['tasks']} tasks",
+        t.add_row("Redis used_memory", f"{k}: {v['tasks']:,} tasks finished",
                   f"{v['before_bytes'] / 2**20:.2f} -> {v['after_bytes'] / 2**20:.2f} MiB, "
-                  f"{v['bytes_per_task']:.1f} B/task")
+                  f"{v['bytes_per_task']:.1f} B/task kept")
+        if "queued_tasks" in v:
+            t.add_row("Redis used_memory", f"{k}: {v['queued_tasks']:,} tasks queued",
+                      f"{v['queued_bytes'] / 2**20:.2f} MiB, {v['bytes_per_queued_task']:.0f} B/queued task")
     for k, v in res.get("bring_up", {}).items():
-        t.add_row("bring-up", k, f"{v['seconds']:.1f} s" if "seconds" in v else f"skipped: {v['skipped']}")
+        if "seconds" not in v:
+            t.add_row("bring-up", k, f"skipped: {v['skipped']}")
+            continue
+        built = f" (image built first: {v['image_build_s']:.0f} s)" if v.get("image_build_s") else ""
+        t.add_row("bring-up", f"{k}, {v['workers']} workers", f"{v['seconds']:.1f} s{built}")
     g = res.get("gate", {})
     if g:
         t.add_row("gate wall time", "default profile",

@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--json", type=Path, default=None, dest="json_out")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run of the benchmark)")
+    p.add_argument("--only", default=None, metavar="SECTIONS",
+                   help="comma-separated subset of: latency, throughput, memory, recovery, bring_up, gate")
+    p.add_argument("--memory-tasks", type=int, default=None, metavar="N",
+                   help="finished tasks in the Redis memory run (default 20,000; 2,000 with --quick)")
     return parser
 
 
@@ -278,7 +282,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from chaos.bench import run_bench
 
     return run_bench(_target(args), backend=_backend(args), json_out=args.json_out, quick=args.quick,
-                     console=console, out=out)
+                     console=console, out=out, only=args.only, memory_tasks=args.memory_tasks)
 
 
 COMMANDS = {"up": cmd_up, "run": cmd_run, "gate": cmd_gate, "check": cmd_check, "report": cmd_report,

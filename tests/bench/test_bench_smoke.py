@@ -34,16 +34,16 @@ def test_bench_quick_writes_every_documented_key(tmp_path: Path) -> None:
     assert res["errors"] == {}
     assert res["schema"] == SCHEMA and res["quick"] is True
     for key in ("command", "started_at", "wall_s", "machine", "settings", "bring_up", "submit_latency",
-                "throughput", "recovery", "redis_memory", "gate", "errors"):
+                "throughput", "recovery", "redis_memory", "gate", "sections", "section_seconds", "errors"):
         assert key in res, key
     m = res["machine"]
     for key in ("cores", "memory_bytes", "platform", "python", "celery", "kombu", "redis_py", "redis_server"):
         assert m.get(key) not in (None, "", "?"), key
     s = res["settings"]
     for key in ("repeats", "concurrency_levels", "requests_per_level", "sockets_per_level", "throughput_tasks",
-                "worker_counts", "worker_concurrency", "memory_tasks", "row_work_ms_short"):
+                "worker_counts", "worker_concurrency", "memory_tasks", "row_work_ms_short", "bring_up_repeats"):
         assert key in s, key
-    assert _positive(res["bring_up"]["local"]["seconds"])
+    assert _positive(res["bring_up"]["local"]["seconds"]) and res["bring_up"]["local"]["workers"] == 2
     assert "skipped" in res["bring_up"]["docker"] and "skipped" in res["gate"]
     for mode in ("celery", "fallback"):
         for level in ("1", "10"):
@@ -61,5 +61,24 @@ def test_bench_quick_writes_every_documented_key(tmp_path: Path) -> None:
         v = res["redis_memory"][key]
         assert _positive(v["tasks"]) and _positive(v["before_bytes"]) and _positive(v["after_bytes"]), v
         assert isinstance(v["bytes_per_task"], (int, float)) and math.isfinite(v["bytes_per_task"])
-    assert res["redis_memory"]["bulk"]["tasks"] == 500
+    bulk = res["redis_memory"]["bulk"]
+    assert bulk["tasks"] == 500 and bulk["queued_tasks"] == 500 and _positive(bulk["bytes_per_queued_task"])
+    assert _positive(bulk["tasks_per_s"])
+    assert res["sections"] == ["latency", "throughput", "memory", "recovery", "bring_up"]
+    assert all(_positive(res["section_seconds"][k]) for k in ("submit_latency.celery", "throughput.noop",
+                                                              "redis_memory.bulk", "bring_up.local"))
     assert "chaos bench" in (tmp_path / "table.txt").read_text()
+
+
+def test_bench_only_runs_the_named_sections(tmp_path: Path) -> None:
+    out_file = tmp_path / "bench.json"
+    console = Console(file=open(tmp_path / "progress.txt", "w"), width=120)  # noqa: SIM115
+    rc = run_bench(load_target(), json_out=out_file, quick=True, console=console,
+                   out=Console(file=open(tmp_path / "table.txt", "w"), width=160),  # noqa: SIM115
+                   only="memory", memory_tasks=300, docker=False)
+    res = json.loads(out_file.read_text())
+    assert rc == 0, res["errors"]
+    assert res["sections"] == ["memory"]
+    assert res["submit_latency"] == {} and res["throughput"] == {} and res["recovery"] == {}
+    assert res["bring_up"] == {} and "skipped" in res["gate"]
+    assert list(res["redis_memory"]) == ["bulk"] and res["redis_memory"]["bulk"]["tasks"] == 300

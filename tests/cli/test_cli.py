@@ -20,7 +20,8 @@ def chaos(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> su
 
 
 @pytest.mark.parametrize("args", [["gate", "--profile", "nope"], ["run", "no-such-scenario"], ["bogus"],
-                                  ["run"], ["check", "/no/such/file.jsonl"], ["gate", "--target", "nope"]])
+                                  ["run"], ["check", "/no/such/file.jsonl"], ["gate", "--target", "nope"],
+                                  ["bench", "--only", "latency,bogus"], ["bench", "--memory-tasks", "0"]])
 def test_bad_arguments_exit_254_with_one_sentence(args):
     r = chaos(*args)
     assert r.returncode == 254, r.stderr
