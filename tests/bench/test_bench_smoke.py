@@ -82,3 +82,17 @@ def test_bench_only_runs_the_named_sections(tmp_path: Path) -> None:
     assert res["submit_latency"] == {} and res["throughput"] == {} and res["recovery"] == {}
     assert res["bring_up"] == {} and "skipped" in res["gate"]
     assert list(res["redis_memory"]) == ["bulk"] and res["redis_memory"]["bulk"]["tasks"] == 300
+
+
+@pytest.mark.docker
+def test_docker_bring_up_builds_the_image_when_missing_and_reports_it() -> None:
+    from chaos.bench import measure_docker_bring_up
+
+    said: list[str] = []
+    res = measure_docker_bring_up(load_target(), 1, said.append, build=True)
+    if "no Docker daemon answers" in res.get("skipped", ""):
+        pytest.skip(res["skipped"])
+    assert "skipped" not in res, res
+    assert _positive(res["seconds"]) and res["runs"] == [res["seconds"]] and res["workers"] == 2
+    assert res["image"].startswith("celery-chaos-")
+    assert res["image_build_s"] is None or _positive(res["image_build_s"])
