@@ -8,6 +8,7 @@ time against the threshold.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,15 +90,30 @@ def lifecycles(history: History) -> list[dict[str, Any]]:
     return sorted(tasks.values(), key=lambda t: t["submit"])
 
 
-def timeline_svg(history: History, bad: set[str], width: int = 960) -> str:
+PLOT_LEFT = 44  # both charts of a scenario share this margin and ``time_horizon``: a moment lines up in both
+
+
+def time_horizon(history: History) -> float:
+    """The right edge (seconds) of a scenario's charts: its last task end, execution end, fault end or submit."""
+    tasks = lifecycles(history)
+    ends = [t["end"] or t["submit"] for t in tasks] + [w.end or w.start for w in history.fault_windows()]
+    ends += [e[1] for t in tasks for e in t["execs"] if e[1]]
+    ends += [o.time for o in history.completions("submit")]
+    return max([1.0, *ends]) * 1.03
+
+
+def _time_axis(x: Callable[[float], float], horizon: float, y: float) -> list[str]:
+    return [f'<text x="{x(horizon * k / 10):.1f}" y="{y}" text-anchor="{"end" if k == 10 else "middle"}">'
+            f'{horizon * k / 10:.1f}s</text>' for k in range(11)]  # the last label ends at the edge, uncropped
+
+
+def timeline_svg(history: History, bad: set[str], width: int = 960, horizon: float | None = None) -> str:
     tasks = lifecycles(history)
     windows = history.fault_windows()
-    ends = [t["end"] or t["submit"] for t in tasks] + [w.end or w.start for w in windows]
-    ends += [e[1] for t in tasks for e in t["execs"] if e[1]]
-    horizon = max([1.0, *ends]) * 1.03
+    horizon = horizon or time_horizon(history)
     n = max(1, len(tasks))
     row = 12 if n <= 40 else (6 if n <= 120 else 3)
-    top, left = 34, 16
+    top, left = 34, PLOT_LEFT
     plot_w = width - left - 8
     height = top + n * row + 26
     x = lambda s: left + plot_w * max(0.0, s) / horizon  # noqa: E731
@@ -136,22 +152,20 @@ def timeline_svg(history: History, bad: set[str], width: int = 960) -> str:
         if t["id"] in bad:
             parts.append(f'<rect x="{left}" y="{y - 1}" width="{plot_w}" height="{row}" fill="none" '
                          f'stroke="#d62f2f" stroke-width="1"/>')
-    axis_y = top + n * row + 14
-    for k in range(0, 11):
-        s = horizon * k / 10
-        parts.append(f'<text x="{x(s):.1f}" y="{axis_y}" text-anchor="middle">{s:.1f}s</text>')
+    parts += _time_axis(x, horizon, top + n * row + 14)
     parts.append("</svg>")
     return "".join(parts)
 
 
-def latency_svg(history: History, threshold_ms: float, width: int = 960, height: int = 170) -> str:
+def latency_svg(history: History, threshold_ms: float, width: int = 960, height: int = 170,
+                horizon: float | None = None) -> str:
     pts = [(o.time, (o.latency or 0) * 1000, o.phase) for o in history.completions("submit")
            if o.latency is not None]
     if not pts:
         return '<p class="muted">no submits recorded</p>'
-    horizon = max(max(p[0] for p in pts), *[w.end or w.start for w in history.fault_windows()] or [0]) * 1.03
+    horizon = horizon or time_horizon(history)
     ymax = max(threshold_ms * 1.5, max(p[1] for p in pts) * 1.1)
-    left, top, bottom = 44, 8, 22
+    left, top, bottom = PLOT_LEFT, 8, 22
     pw, ph = width - left - 8, height - top - bottom
     x = lambda s: left + pw * s / max(horizon, 1e-9)  # noqa: E731
     y = lambda ms: top + ph - ph * min(ms, ymax) / ymax  # noqa: E731
@@ -171,8 +185,8 @@ def latency_svg(history: History, threshold_ms: float, width: int = 960, height:
     for k in range(0, 5):
         ms = ymax * k / 4
         parts.append(f'<text x="{left - 4}" y="{y(ms) + 4:.1f}" text-anchor="end">{ms:.0f}</text>')
-    parts.append(f'<text x="{left}" y="{height - 4}">0s</text><text x="{left + pw}" y="{height - 4}" '
-                 f'text-anchor="end">{horizon:.1f}s</text></svg>')
+    parts += _time_axis(x, horizon, height - 4)
+    parts.append("</svg>")
     return "".join(parts)
 
 
@@ -231,8 +245,10 @@ def render_html(report: dict[str, Any], report_dir: Path, threshold_ms: float = 
         if hist and hist.exists():
             history = History.load(hist)
             bad = {t for f in s["findings"] for t in f["task_ids"]}
-            out.append("<h3>Task timeline</h3>" + timeline_svg(history, bad))
-            out.append("<h3>Submit latency</h3>" + latency_svg(history, threshold_ms))
+            horizon = time_horizon(history)
+            out.append("<h3>Task timeline</h3>" + timeline_svg(history, bad, horizon=horizon))
+            out.append("<h3>Submit latency (same time axis)</h3>" + latency_svg(history, threshold_ms,
+                                                                                 horizon=horizon))
         out.append("</section>")
     out.append("</main></body></html>")
     return "\n".join(out)

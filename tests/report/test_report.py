@@ -84,3 +84,19 @@ def test_html_renders_in_a_real_browser(tmp_path):
     subprocess.run([browser, *flags, "--window-size=1000,1400", f"--screenshot={shot}", html_path.as_uri()],
                    capture_output=True, timeout=60)
     assert shot.exists() and shot.stat().st_size > 20_000  # a page with content, not a blank one
+
+
+def test_timeline_and_latency_chart_share_one_time_axis():
+    """A fault drawn in the timeline sits at the same x in the latency chart below it."""
+    import re
+
+    from chaos.report.html import latency_svg, time_horizon, timeline_svg
+
+    history = _lost_history()
+    horizon = time_horizon(history)
+    assert horizon >= 2.0  # the fault window (0.6 -> 2.0 s) is inside the axis
+    tl, lat = timeline_svg(history, set(), horizon=horizon), latency_svg(history, 100.0, horizon=horizon)
+    tick = re.compile(r'<text x="([\d.]+)" y="[\d.]+" text-anchor="(?:middle|end)">([\d.]+)s</text>')
+    assert tick.findall(tl) == tick.findall(lat) and len(tick.findall(tl)) == 11
+    fault_x = re.compile(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="[\d.]+" fill="#[0-9a-f]{6}"')
+    assert fault_x.search(tl).groups() == fault_x.search(lat).groups()
