@@ -80,7 +80,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chaos.cluster.cleanup import mark
-from chaos.errors import ChaosError
+from chaos.errors import BadArguments, ChaosError
 from chaos.target import TERMINAL_STATES, Target
 
 SCHEMA = "celery-chaos-bench/1"
@@ -600,12 +600,10 @@ def _defaults(quick: bool) -> dict[str, Any]:
 
 def parse_sections(only: Iterable[str] | str | None) -> list[str]:
     """``--only latency,memory`` -> the sections in run order; unknown names are a usage error."""
-    from chaos.errors import BadArguments
-
     if only is None:
         return list(SECTIONS)
-    names = [x.strip().replace("-", "_") for x in ([only] if isinstance(only, str) else only) for x in x.split(",")]
-    names = [x for x in names if x]
+    parts = [only] if isinstance(only, str) else list(only)
+    names = [name.strip().replace("-", "_") for part in parts for name in part.split(",") if name.strip()]
     bad = [x for x in names if x not in SECTIONS]
     if bad or not names:
         raise BadArguments(f"unknown bench section(s) {', '.join(map(repr, bad)) or '(none given)'}; "
@@ -625,7 +623,6 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
     ``only`` limits the run to some of ``SECTIONS`` (default: all; ``--quick`` leaves out the gate unless named).
     """
     from chaos.cluster.cluster import Cluster
-    from chaos.errors import BadArguments
 
     console = console or Console(stderr=True, highlight=False)
     out = out or Console(highlight=False)

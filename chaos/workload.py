@@ -8,10 +8,11 @@ it certainly did not (a 4xx, a refused connection), ``info`` nobody knows (a tim
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -184,15 +185,27 @@ class Workload:
 
         ``unknown_probes`` status reads of random ids nobody submitted must answer NOT_FOUND (never PENDING).
         """
+        async with self._session():
+            probes = [self.status(len(plans) + i, str(uuid.uuid4()), probe="unknown-id")
+                      for i in range(unknown_probes)]
+            await asyncio.gather(*(self._one(i, p) for i, p in enumerate(plans)), *probes)
+            await self._drain_reads()
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[None]:
+        """The HTTP client and the concurrency bound every operation of one event loop shares."""
         self._sem = asyncio.Semaphore(self.concurrency)
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         async with httpx.AsyncClient(limits=limits) as client:
             self._client = client
-            probes = [self.status(len(plans) + i, str(uuid.uuid4()), probe="unknown-id")
-                      for i in range(unknown_probes)]
-            await asyncio.gather(*(self._one(i, p) for i, p in enumerate(plans)), *probes)
-            await asyncio.gather(*(self.status(proc, tid, f="drain") for tid, proc in self.acknowledged.items()))
-        self._client = None
+            try:
+                yield
+            finally:
+                self._client = None
+
+    async def _drain_reads(self) -> None:
+        """One final ``drain`` status read of every acknowledged task."""
+        await asyncio.gather(*(self.status(proc, tid, f="drain") for tid, proc in self.acknowledged.items()))
 
     def run_sync(self, plans: list[TaskPlan], unknown_probes: int = 0) -> None:
         asyncio.run(self.run(plans, unknown_probes))
@@ -201,30 +214,22 @@ class Workload:
     def one(self, op: Any, *args: Any) -> Any:
         """Run one async operation (``self.submit``, ``self.cancel``, ``self.status``...) to completion."""
         async def go() -> Any:
-            self._sem = asyncio.Semaphore(self.concurrency)
-            async with httpx.AsyncClient() as client:
-                self._client = client
-                try:
-                    return await op(*args)
-                finally:
-                    self._client = None
+            async with self._session():
+                return await op(*args)
 
         return asyncio.run(go())
 
     def drain_sync(self, deadline: float) -> None:
         """Poll every acknowledged task until it is terminal or ``deadline`` passes, then one ``drain`` read each."""
         async def go() -> None:
-            self._sem = asyncio.Semaphore(self.concurrency)
-            async with httpx.AsyncClient() as client:
-                self._client = client
+            async with self._session():
                 pending = set(self.acknowledged)
                 while pending and time.monotonic() < deadline:
                     for tid in list(pending):
                         if await self.status(self.acknowledged[tid], tid) in TERMINAL_STATES:
                             pending.discard(tid)
                     await asyncio.sleep(self.poll_interval)
-                await asyncio.gather(*(self.status(p, t, f="drain") for t, p in self.acknowledged.items()))
-                self._client = None
+                await self._drain_reads()
 
         asyncio.run(go())
 

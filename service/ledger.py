@@ -320,26 +320,28 @@ def record_outcome(task_id: str, attempt: int, outcome: str) -> None:
     retry_db(go)
 
 
-def fail_if_open(task_id: str, error: str) -> bool:
-    """Celery's own terminal failure verdict (``task_failure``, e.g. WorkerLostError without requeue)."""
+def _close_if_open(task_id: str, status: str, **extra: Any) -> bool:
+    """Mirror one of Celery's own terminal verdicts, unless the task already has a terminal state."""
     def go() -> bool:
         now = time.time()
+        values = {"status": status, "lease_until": None, "updated_at": now, **extra}
+        if status == REVOKED:
+            values["revoked_at"] = now
         with write_tx() as c:
             r = c.execute(update(tasks).where(tasks.c.task_id == task_id, tasks.c.status.notin_(TERMINAL))
-                          .values(status=FAILURE, lease_until=None, updated_at=now, error=error[:2000]))
+                          .values(**values))
             return r.rowcount == 1
     return retry_db(go)
+
+
+def fail_if_open(task_id: str, error: str) -> bool:
+    """Celery's own terminal failure verdict (``task_failure``, e.g. WorkerLostError without requeue)."""
+    return _close_if_open(task_id, FAILURE, error=error[:2000])
 
 
 def revoke_if_open(task_id: str) -> bool:
     """Celery discarded a revoked task (``task_revoked``): REVOKED unless already terminal."""
-    def go() -> bool:
-        now = time.time()
-        with write_tx() as c:
-            r = c.execute(update(tasks).where(tasks.c.task_id == task_id, tasks.c.status.notin_(TERMINAL))
-                          .values(status=REVOKED, revoked_at=now, lease_until=None, updated_at=now))
-            return r.rowcount == 1
-    return retry_db(go)
+    return _close_if_open(task_id, REVOKED)
 
 
 def discard_unpublished(task_id: str) -> bool:

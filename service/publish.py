@@ -78,9 +78,9 @@ class Publisher:
         self.control_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="revoke")
 
     def _send(self, task_id: str, priority: int) -> None:
-        retry = {} if self.bounded else {"retry": True, "retry_policy": CELERY_DEFAULT_RETRY_POLICY}
+        policy = {} if self.bounded else {"retry_policy": CELERY_DEFAULT_RETRY_POLICY}
         app.send_task(SYNC_TASK, args=[task_id], task_id=task_id, queue=QUEUE, routing_key=QUEUE,
-                      priority=redis_priority(priority), ignore_result=True, **{"retry": False, **retry})
+                      priority=redis_priority(priority), ignore_result=True, retry=not self.bounded, **policy)
 
     def publish_blocking(self, task_id: str, priority: int) -> bool:
         """For the sweeper (already off the event loop)."""
@@ -94,9 +94,6 @@ class Publisher:
             log.warning("republish of %s failed: %r", task_id, exc)
             self.breaker.trip()
             return False
-
-    async def publish(self, task_id: str, priority: int) -> bool:
-        return await self.try_publish(task_id, priority) is None
 
     async def try_publish(self, task_id: str, priority: int) -> str | None:
         """Publish once; None when sent, else why not (breaker open, timeout, broker error)."""

@@ -58,9 +58,7 @@ def _registered(run_id: str | None, orphans_only: bool) -> list[tuple[Path, psut
         if run_id is not None and entry.get("run") != run_id:
             continue
         owner = int(entry.get("owner", 0))
-        if orphans_only and psutil.pid_exists(owner) and owner != os.getpid():
-            continue
-        if orphans_only and owner == os.getpid():
+        if orphans_only and (owner == os.getpid() or psutil.pid_exists(owner)):
             continue
         try:
             proc = psutil.Process(int(entry["pid"]))
@@ -93,11 +91,11 @@ def _marks(proc: psutil.Process) -> tuple[str | None, str | None]:
 def our_processes(run_id: str | None = None, *, orphans_only: bool = False) -> list[psutil.Process]:
     """Processes carrying our mark (or registered): of one run, of all runs, or only those whose owner is gone."""
     me = os.getpid()
-    found: list[psutil.Process] = []
+    found: dict[int, psutil.Process] = {}
     for _path, leader in _registered(run_id, orphans_only):
         if leader is not None:
             try:
-                found += [leader, *leader.children(recursive=True)]
+                found.update((p.pid, p) for p in (leader, *leader.children(recursive=True)))
             except psutil.Error:
                 pass
     for proc in psutil.process_iter(["pid"]):
@@ -110,9 +108,8 @@ def our_processes(run_id: str | None = None, *, orphans_only: bool = False) -> l
             continue
         if orphans_only and owner is not None and owner.isdigit() and psutil.pid_exists(int(owner)):
             continue
-        if all(proc.pid != f.pid for f in found):
-            found.append(proc)
-    return found
+        found.setdefault(proc.pid, proc)
+    return list(found.values())
 
 
 def kill_processes(procs: Iterable[psutil.Process], timeout: float = 5.0) -> int:

@@ -9,6 +9,17 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
+def _until(pred, timeout: float, what: str):
+    """Poll ``pred`` until it returns something truthy (a real condition, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 def test_no_fallback_answers_503_and_pending_for_unknown_ids(make_stack):
     st = make_stack(env={"FALLBACK": "off", "UNKNOWN_STATUS": "pending"})
     with st.client() as c:
@@ -20,7 +31,7 @@ def test_no_fallback_answers_503_and_pending_for_unknown_ids(make_stack):
         assert ok["mode"] == "celery" and st.wait_status(c, ok["celery_task_id"])["status"] == "SUCCESS"
 
         st.stop_redis()
-        time.sleep(0.5)
+        _until(lambda: c.get("/health").json()["redis"] == "down", 10, "the API to see Redis down")
         r = c.post("/api/data-sync/sync-single-file", json={"file_id": 1})
         assert r.status_code == 503, r.text
         assert "fallback is off" in r.json()["detail"]
@@ -50,8 +61,8 @@ def test_reject_on_worker_lost_off_records_celerys_worker_lost_failure(make_stac
     with st.client() as c:
         tid = st.submit(c, 3)["celery_task_id"]
         st.wait_status(c, tid, {"STARTED"}, timeout=10)
-        time.sleep(0.3)
-        running = st.ledger_task(tid)["executions"][-1]["pid"]
+        running = _until(lambda: (st.ledger_task(tid)["executions"] or [{}])[-1].get("pid"), 10,
+                         "the running execution's pid in the ledger")
         assert running in {p.pid for p in psutil.Process(st.workers[0].pid).children(recursive=True)}
         os.kill(running, signal.SIGKILL)
         final = st.wait_status(c, tid, timeout=15)
