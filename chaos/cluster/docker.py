@@ -48,7 +48,8 @@ from testcontainers.core.network import Network  # noqa: E402
 from testcontainers.core.wait_strategies import HttpWaitStrategy, LogMessageWaitStrategy, WaitStrategy  # noqa: E402
 
 from chaos.cluster.base import Backend, Endpoint, Node, Persistence, ProxyNode, RedisNode, Role, WorkerNode  # noqa: E402
-from chaos.cluster.cleanup import labels, mark  # noqa: E402
+from chaos.cluster.cleanup import LABEL_RUN, labels, mark  # noqa: E402
+from chaos.cluster.ownership import ForeignEndpoint, verified_connect  # noqa: E402
 from chaos.errors import ClusterError  # noqa: E402
 from chaos.target import Target  # noqa: E402
 
@@ -334,6 +335,9 @@ class DockerNode(Node):
 
 
 class DockerRedis(RedisNode, DockerNode):
+    """redis-server in a container. Every connection first checks that the host port it dialled is published by
+    this node's container, labelled with our run: a FLUSHALL or CONFIG SET never reaches somebody else's Redis."""
+
     ready_timeout = 30.0
     publish = (REDIS_PORT,)
 
@@ -363,10 +367,25 @@ class DockerRedis(RedisNode, DockerNode):
                 raise ClusterError(f"redis logged ready but does not answer PING on {self.endpoint}")
             time.sleep(0.05)
 
+    def _check_ours(self, conn: Any) -> None:
+        """Docker holds a published port for the container's life: if ours publishes it, ours answers on it."""
+        c = self._c
+        try:
+            c.reload()
+        except docker.errors.NotFound:
+            raise ForeignEndpoint(f"{self.name}: our container is gone, so {conn.host}:{conn.port} is not ours: "
+                                  "nothing is sent to it") from None
+        binds = (c.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{REDIS_PORT}/tcp") or []
+        published = {int(b["HostPort"]) for b in binds if b.get("HostPort")}
+        if (c.labels or {}).get(LABEL_RUN) != self.backend.run_id or int(conn.port) not in published:
+            raise ForeignEndpoint(f"{conn.host}:{conn.port} is not published by our container {self.container_name} "
+                                  "(a stale port somebody else may hold now): nothing is sent to it")
+
     def client(self, timeout: float = 1.0) -> redis_lib.Redis:
         ep = self.endpoint
         return redis_lib.Redis(host=ep.host, port=ep.port, socket_timeout=timeout, socket_connect_timeout=timeout,
-                               retry=Retry(NoBackoff(), 0))  # redis-py >= 6 retries by default: faults must show
+                               retry=Retry(NoBackoff(), 0),  # redis-py >= 6 retries by default: faults must show
+                               redis_connect_func=verified_connect(self._check_ours))
 
     @property
     def endpoint(self) -> Endpoint:

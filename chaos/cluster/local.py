@@ -25,6 +25,7 @@ from redis.retry import Retry
 
 from chaos.cluster.base import Backend, Endpoint, Node, Persistence, ProxyNode, RedisNode, Role, WorkerNode
 from chaos.cluster.cleanup import mark, register, unregister
+from chaos.cluster.ownership import ForeignEndpoint, accepts, listens_on, redis_process_id, verified_connect
 from chaos.errors import ClusterError, PrerequisiteMissing
 
 REDIS_HINT = (
@@ -41,12 +42,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05, node: LocalNode | None = None) -> None:
-    """Poll ``predicate`` until true; a node that died meanwhile fails fast with its log tail."""
+    """Poll ``predicate`` until true; a node that died meanwhile fails fast with its log tail, and a stranger
+    answering in its place (``ForeignEndpoint``) fails at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if predicate():
                 return
+        except ForeignEndpoint:
+            raise
         except Exception:  # noqa: BLE001 - not ready yet
             pass
         if node is not None and not node.alive():
@@ -201,8 +205,41 @@ class LocalNode(Node):
         return None
 
 
-class LocalRedis(RedisNode, LocalNode):
-    """redis-server on a fixed free port; the port and the data dir survive restarts, as a real broker's do."""
+class OwnPortNode(LocalNode):
+    """A node listening on a port we picked free, ready only once what answers there is provably ours.
+
+    The port is free when we pick it, not when our server binds it: on a shared machine another process can take
+    it in between, and the readiness probe would then reach a stranger. ``ready`` raises ``ForeignEndpoint`` for
+    one. On the first start nothing points at the port yet, so the node moves once to another free port (a lost
+    race is no reason to fail a run) and raises if that one is taken too. Once started, the port is wired into
+    other nodes (the proxy's links, the workers' URLs), so a port taken while the node was down is an error.
+    """
+
+    port: int
+    _wired = False  # a start succeeded: other nodes point at self.port now
+
+    def command(self, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        try:
+            super().start()
+        except ForeignEndpoint:
+            if self._wired:
+                raise
+            self._kill_group()  # our process lost the bind race: it goes, the stranger is left alone
+            self.port = free_port()
+            self.argv = self.command(self.port)
+            super().start()
+        self._wired = True
+
+
+class LocalRedis(RedisNode, OwnPortNode):
+    """redis-server on a fixed free port; the port and the data dir survive restarts, as a real broker's do.
+
+    Every connection, readiness pings and faults alike, first checks that the server's ``process_id`` (``INFO
+    server``) is our redis-server's pid: a FLUSHALL or CONFIG SET never reaches somebody else's Redis.
+    """
 
     ready_timeout = 20.0
 
@@ -210,14 +247,18 @@ class LocalRedis(RedisNode, LocalNode):
         exe = shutil.which("redis-server")
         if exe is None:
             raise PrerequisiteMissing(REDIS_HINT)
+        self.exe = exe
         self.port = free_port()
         self.persistence = persistence
+        self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        argv = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+        LocalNode.__init__(self, "redis", "redis", self.command(self.port), {}, data_dir, log_dir, run_id)
+
+    def command(self, port: int) -> list[str]:
+        return [self.exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
                 "--protected-mode", "no", "--daemonize", "no", "--maxmemory-policy", "noeviction",
                 "--set-proc-title", "no",  # a retitled redis-server overwrites its environment (our mark)
-                *persistence.redis_args()]
-        LocalNode.__init__(self, "redis", "redis", argv, {}, data_dir, log_dir, run_id)
+                *self.persistence.redis_args()]
 
     def ready(self) -> bool:
         c = self.client(timeout=0.5)
@@ -226,26 +267,43 @@ class LocalRedis(RedisNode, LocalNode):
         finally:
             c.close()
 
+    def _check_ours(self, conn: object) -> None:
+        theirs = redis_process_id(conn)
+        ours = self.proc.pid if self.proc is not None and self.alive() else None
+        if theirs is None or theirs != ours:
+            raise ForeignEndpoint(f"the Redis answering on 127.0.0.1:{self.port} is another process's (pid {theirs}), "
+                                  f"not our redis-server (pid {ours}): nothing is sent to it")
+
     def client(self, timeout: float = 1.0) -> redis_lib.Redis:
         return redis_lib.Redis(host="127.0.0.1", port=self.port, socket_timeout=timeout,
-                               socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+                               socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
+                               redis_connect_func=verified_connect(self._check_ours))
 
     @property
     def endpoint(self) -> Endpoint:
         return Endpoint("127.0.0.1", self.port)
 
 
-class LocalProxy(ProxyNode, LocalNode):
-    """The Toxiproxy-compatible fault proxy as a subprocess (``python -m chaos.proxy``)."""
+class LocalProxy(ProxyNode, OwnPortNode):
+    """The Toxiproxy-compatible fault proxy as a subprocess (``python -m chaos.proxy``); ready once its API answers
+    on a socket that our process (or one of its children) listens on."""
 
     ready_timeout = 20.0
 
     def __init__(self, log_dir: Path, run_id: str, cwd: Path) -> None:
         self.port = free_port()
-        argv = [sys.executable, "-m", "chaos.proxy", "--listen", f"127.0.0.1:{self.port}"]
-        LocalNode.__init__(self, "proxy", "proxy", argv, {}, cwd, log_dir, run_id)
+        LocalNode.__init__(self, "proxy", "proxy", self.command(self.port), {}, cwd, log_dir, run_id)
+
+    def command(self, port: int) -> list[str]:
+        return [sys.executable, "-m", "chaos.proxy", "--listen", f"127.0.0.1:{port}"]
 
     def ready(self) -> bool:
+        if not listens_on(self.pids(), self.port):
+            # a connection accepted while we still do not listen there is somebody else's socket
+            if accepts("127.0.0.1", self.port) and not listens_on(self.pids(), self.port):
+                raise ForeignEndpoint(f"127.0.0.1:{self.port} is listened on by another process, not our fault "
+                                      "proxy: nothing is sent to it")
+            return False
         return httpx.get(f"{self.api_url}/version", timeout=0.5).status_code == 200
 
     @property
