@@ -7,14 +7,23 @@ it. A new run removes everything whose owner is dead: what a crashed, Ctrl-C'd o
 A process can overwrite its environment block when it retitles itself (redis-server does, and Celery does with
 ``setproctitle`` installed), so every process group we start is also written down in a registry of pid files
 (``register``); a leftover is found by either mark.
+
+Owner liveness is a pid check, and a pid only means something in the pid namespace it came from: on a Docker
+daemon shared by several hosts (or CI containers), or a registry in a home mounted into containers, somebody else's
+live run would look orphaned. So every mark also names the host that made it (``HOST_VAR``, ``LABEL_HOST``,
+``host_id``) and a sweep only judges what this host made. A process, container, network or registry entry with no
+host mark (made by an older version) is never swept, whatever its owner pid: it may be anybody's. Removal by run id
+(a cluster's own close) needs no host check: the run id is random and ours.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
-from collections.abc import Iterable
+import socket
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import psutil
@@ -23,6 +32,32 @@ RUN_VAR = "CELERY_CHAOS_RUN"
 OWNER_VAR = "CELERY_CHAOS_OWNER"
 LABEL_RUN = "io.celery-chaos.run"
 LABEL_OWNER = "io.celery-chaos.owner"
+HOST_VAR = "CELERY_CHAOS_HOST"
+LABEL_HOST = "io.celery-chaos.host"
+
+
+@functools.cache
+def host_id() -> str:
+    """Where an owner pid can be checked: hostname, machine id (when readable) and pid namespace.
+
+    The hostname and machine id tell machines apart; the pid namespace tells apart containers of one machine that
+    share its hostname (``--network host``) or its machine id. A CI container restarted gets a new namespace, so
+    what its previous life left is another host's to this one: leaked rather than wrongly killed.
+    """
+    parts = [socket.gethostname()]
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            machine = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if machine:
+            parts.append(machine)
+            break
+    try:
+        parts.append(os.readlink("/proc/self/ns/pid"))  # e.g. pid:[4026531836]
+    except OSError:
+        pass
+    return "/".join(parts)
 
 
 def registry_dir() -> Path:
@@ -38,7 +73,8 @@ def register(run_id: str, name: str, pid: int) -> Path:
     except psutil.Error:
         created = 0.0
     path = registry_dir() / f"{run_id}-{name}-{pid}.json"
-    path.write_text(json.dumps({"run": run_id, "owner": os.getpid(), "pid": pid, "created": created}))
+    path.write_text(json.dumps({"run": run_id, "owner": os.getpid(), "host": host_id(), "pid": pid,
+                                "created": created}))
     return path
 
 
@@ -57,6 +93,8 @@ def _registered(run_id: str | None, orphans_only: bool) -> list[tuple[Path, psut
             continue
         if run_id is not None and entry.get("run") != run_id:
             continue
+        if entry.get("host") != host_id():
+            continue  # written on another host (a shared home) or by an older version: its pid means nothing here
         owner = int(entry.get("owner", 0))
         if orphans_only and (owner == os.getpid() or psutil.pid_exists(owner)):
             continue
@@ -72,24 +110,35 @@ def _registered(run_id: str | None, orphans_only: bool) -> list[tuple[Path, psut
 
 def mark(run_id: str) -> dict[str, str]:
     """Environment variables that tag a process as ours."""
-    return {RUN_VAR: run_id, OWNER_VAR: str(os.getpid())}
+    return {RUN_VAR: run_id, OWNER_VAR: str(os.getpid()), HOST_VAR: host_id()}
 
 
 def labels(run_id: str) -> dict[str, str]:
     """Docker labels that tag a container or network as ours."""
-    return {LABEL_RUN: run_id, LABEL_OWNER: str(os.getpid())}
+    return {LABEL_RUN: run_id, LABEL_OWNER: str(os.getpid()), LABEL_HOST: host_id()}
 
 
-def _marks(proc: psutil.Process) -> tuple[str | None, str | None]:
+def _marks(proc: psutil.Process) -> tuple[str | None, str | None, str | None]:
     try:
         env = proc.environ()
     except (psutil.Error, OSError):
-        return None, None
-    return env.get(RUN_VAR), env.get(OWNER_VAR)
+        return None, None, None
+    return env.get(RUN_VAR), env.get(OWNER_VAR), env.get(HOST_VAR)
+
+
+def _orphaned(marks: Mapping[str, str]) -> bool:
+    """Docker labels of a container or network this host made and whose owner process is gone."""
+    if marks.get(LABEL_HOST) != host_id():
+        return False  # another host's (its owner may be alive there) or an older version's: not ours to judge
+    owner = marks.get(LABEL_OWNER, "")
+    return owner.isdigit() and int(owner) != os.getpid() and not psutil.pid_exists(int(owner))
 
 
 def our_processes(run_id: str | None = None, *, orphans_only: bool = False) -> list[psutil.Process]:
-    """Processes carrying our mark (or registered): of one run, of all runs, or only those whose owner is gone."""
+    """Processes carrying our mark (or registered): of one run, of all runs, or only those whose owner is gone.
+
+    Only this host's count (``host_id``), but for one run's processes: its run id is enough.
+    """
     me = os.getpid()
     found: dict[int, psutil.Process] = {}
     for _path, leader in _registered(run_id, orphans_only):
@@ -101,11 +150,13 @@ def our_processes(run_id: str | None = None, *, orphans_only: bool = False) -> l
     for proc in psutil.process_iter(["pid"]):
         if proc.pid == me:
             continue
-        run, owner = _marks(proc)
+        run, owner, host = _marks(proc)
         if run is None:
             continue
         if run_id is not None and run != run_id:
             continue
+        if host != host_id() and (run_id is None or host is not None):
+            continue  # another host's (a container seen from its host), or an older version's in a sweep
         if orphans_only and owner is not None and owner.isdigit() and psutil.pid_exists(int(owner)):
             continue
         found.setdefault(proc.pid, proc)
@@ -141,7 +192,11 @@ def remove_leftovers() -> int:
 
 
 def remove_containers(run_id: str | None = None, *, orphans_only: bool = False) -> int:
-    """Remove our containers and networks (all, one run's, or orphans'). No Docker: nothing to do."""
+    """Remove our containers and networks (one run's, this host's, or this host's orphans). No Docker: nothing to do.
+
+    A sweep (no ``run_id``) only touches what carries this host's label: on a shared daemon another host's
+    containers are alive as far as we can tell, and unlabelled ones (older versions) may be anybody's.
+    """
     try:
         import docker  # noqa: PLC0415 - optional dependency
     except ImportError:
@@ -155,10 +210,7 @@ def remove_containers(run_id: str | None = None, *, orphans_only: bool = False) 
     removed = 0
     try:
         for c in client.containers.list(all=True, filters=flt):
-            owner = c.labels.get(LABEL_OWNER, "")
-            if orphans_only and owner.isdigit() and psutil.pid_exists(int(owner)) and int(owner) != os.getpid():
-                continue
-            if orphans_only and owner == str(os.getpid()):
+            if not _removable(c.labels or {}, run_id, orphans_only):
                 continue
             try:
                 c.remove(force=True)
@@ -166,8 +218,7 @@ def remove_containers(run_id: str | None = None, *, orphans_only: bool = False) 
             except Exception:  # noqa: BLE001
                 pass
         for n in client.networks.list(filters=flt):
-            owner = n.attrs.get("Labels", {}).get(LABEL_OWNER, "")
-            if orphans_only and owner.isdigit() and psutil.pid_exists(int(owner)):
+            if not _removable(n.attrs.get("Labels") or {}, run_id, orphans_only):
                 continue
             try:
                 n.remove()
@@ -176,3 +227,9 @@ def remove_containers(run_id: str | None = None, *, orphans_only: bool = False) 
     finally:
         client.close()
     return removed
+
+
+def _removable(marks: Mapping[str, str], run_id: str | None, orphans_only: bool) -> bool:
+    if orphans_only:
+        return _orphaned(marks)
+    return run_id is not None or marks.get(LABEL_HOST) == host_id()

@@ -1,4 +1,5 @@
-"""Never touch what is not ours: a stranger on one of our ports is never adopted nor sent a fault.
+"""Never touch what is not ours: a stranger on one of our ports is never adopted nor sent a fault, and a sweep
+leaves another host's processes, containers and networks alone.
 
 Real processes throughout: the strangers are real redis-servers and a real fault proxy this test starts (without
 our marks), and each test kills exactly what it started.
@@ -6,6 +7,7 @@ our marks), and each test kills exactly what it started.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -16,18 +18,30 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import redis as redis_lib
 
 from chaos.cluster import local
 from chaos.cluster.base import Persistence
-from chaos.cluster.cleanup import remove_containers
+from chaos.cluster.cleanup import (
+    HOST_VAR,
+    LABEL_HOST,
+    LABEL_OWNER,
+    LABEL_RUN,
+    OWNER_VAR,
+    RUN_VAR,
+    host_id,
+    remove_containers,
+    remove_leftovers,
+)
 from chaos.cluster.ownership import ForeignEndpoint, listens_on
 from chaos.errors import ClusterError
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS = shutil.which("redis-server")
 needs_redis = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed (bash scripts/setup.sh)")
+ANOTHER_HOST = "another-host/0123456789abcdef/pid:[4026531836]"
 
 
 @pytest.fixture(autouse=True)
@@ -179,7 +193,33 @@ def test_a_stranger_on_the_proxy_port_is_not_adopted(tmp_path, monkeypatch):
         stop(stranger)
 
 
-# --- docker redis -----------------------------------------------------------------------------------------
+# --- the sweep: processes ------------------------------------------------------------------------------------
+def dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    assert not psutil.pid_exists(p.pid)
+    return p.pid
+
+
+def test_the_sweep_kills_this_hosts_orphans_only():
+    marks = {RUN_VAR: f"cc-{uuid.uuid4().hex[:10]}", OWNER_VAR: str(dead_pid())}
+    sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
+    envs = {"this host": {HOST_VAR: host_id()}, "another host": {HOST_VAR: ANOTHER_HOST}, "no host mark": {}}
+    procs = {k: subprocess.Popen(sleeper, env={**os.environ, **marks, **extra}, start_new_session=True)
+             for k, extra in envs.items()}
+    try:
+        for p in procs.values():  # the marks are readable once the child has exec'd
+            wait_for(lambda p=p: psutil.Process(p.pid).environ().get(RUN_VAR) == marks[RUN_VAR])
+        remove_leftovers()
+        assert procs["this host"].wait(10) is not None, "this host's orphan survived the sweep"
+        assert procs["another host"].poll() is None, "another host's process was killed (its owner may live there)"
+        assert procs["no host mark"].poll() is None, "an unlabelled process (an older version's) was killed"
+    finally:
+        for p in procs.values():
+            stop(p)
+
+
+# --- the sweep: containers and networks on a shared daemon ---------------------------------------------------
 def _daemon():
     docker = pytest.importorskip("docker")
     try:
@@ -200,6 +240,41 @@ def _local_image(client) -> str:
         if im.tags:
             return im.tags[0]
     pytest.skip("no celery-chaos image on this daemon (python -m chaos.images build)")
+
+
+@pytest.mark.docker
+def test_the_sweep_leaves_another_hosts_containers_and_networks():
+    client = _daemon()
+    image = _local_image(client)
+    run = f"cc-{uuid.uuid4().hex[:10]}"
+    owner = dead_pid()
+    made: dict[str, object] = {}
+    nets: dict[str, object] = {}
+    try:
+        for name, host in (("this", host_id()), ("another", ANOTHER_HOST), ("unlabelled", None)):
+            lbls = {LABEL_RUN: f"{run}-{name}", LABEL_OWNER: str(owner)}
+            if host is not None:
+                lbls[LABEL_HOST] = host
+            made[name] = client.containers.create(image, ["sleep", "300"], name=f"{run}-{name}", labels=lbls)
+            nets[name] = client.networks.create(f"{run}-{name}", labels=lbls)
+        remove_containers(orphans_only=True)  # what a session start does on a daemon another host shares
+        left = {c.name for c in client.containers.list(all=True, filters={"label": LABEL_RUN})}
+        left_nets = {n.name for n in client.networks.list(filters={"label": LABEL_RUN})}
+        assert f"{run}-this" not in left and f"{run}-this" not in left_nets, "this host's orphans were not swept"
+        assert f"{run}-another" in left and f"{run}-another" in left_nets, "another host's live run was removed"
+        assert f"{run}-unlabelled" in left and f"{run}-unlabelled" in left_nets, "an unlabelled one was removed"
+    finally:
+        for c in made.values():
+            try:
+                c.remove(force=True)  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - already swept
+                pass
+        for n in nets.values():
+            try:
+                n.remove()  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001
+                pass
+        client.close()
 
 
 @pytest.mark.docker
