@@ -13,11 +13,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-# The distribution's redis service is not ours: the framework starts its own servers on free ports.
-if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
-  systemctl stop redis-server || true
-fi
-pkill -x redis-server 2>/dev/null || true
+# Nothing already running is touched: the framework starts its own redis-server on free loopback ports, so
+# a distribution Redis (or another run's) may keep running beside it. No service is stopped, nothing is killed.
 
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
 
