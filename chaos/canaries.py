@@ -81,7 +81,7 @@ def detect(canary: Canary, target: Target, scenario_names: list[str], *, backend
     """Run scenarios against the canary until one fails with an expected checker."""
     from chaos.cluster.cluster import Cluster
     from chaos.runner import run_scenario
-    from chaos.scenarios import build
+    from chaos.scenarios import build, missing
 
     order = [*canary.scenarios, *[s for s in scenario_names if s not in canary.scenarios]]
     det = Detection(canary.target_name, canary.description, canary.expect)
@@ -91,6 +91,8 @@ def detect(canary: Canary, target: Target, scenario_names: list[str], *, backend
         with Cluster(target, backend=backend) as cluster:
             for name in order:
                 scen = build(name, target)
+                if missing(scen, target) is not None:
+                    continue
                 scen.seed = seed
                 cluster.reset()
                 r = run_scenario(cluster, scen, sub)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import signal
 import sys
 import time
@@ -23,8 +24,10 @@ from rich.table import Table
 from chaos.errors import BadArguments, ChaosError
 from chaos.target import Target, load_config, load_target
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+# Not a terminal (CI logs): 160 columns rather than rich's 80, so the verdict table keeps its reasons readable.
+_WIDTH = shutil.get_terminal_size((160, 24)).columns
+console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 
 
 def say(message: str) -> None:
@@ -124,7 +127,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     with Cluster(target, backend=_backend(args), workers=args.workers) as c:
         out.print(f"[bold]{target.name}[/] is up on {c.backend.name} in {c.bring_up_seconds:.1f}s")
         out.print(f"  api        {c.api_url}   (through the fault proxy: {c.proxied_api_url})")
-        if target.http.token:
+        if target.http and target.http.token:
             out.print(f"  token      {target.http.token}")
         assert c.redis is not None and c.proxy_node is not None
         out.print(f"  redis      {c.redis.url}")
@@ -144,13 +147,21 @@ def _print_summary(report: dict[str, Any], paths: dict[str, Path]) -> None:
     table = Table(title=f"celery-chaos {report.get('profile') or 'run'}: {report['verdict'].upper()}")
     for col in ("scenario", "verdict", "faults", "findings", "submit p99", "seconds"):
         table.add_column(col)
-    colors = {"pass": "green", "fail": "red", "unknown": "yellow"}
+    table.add_column("why (n/a, undecided)", overflow="fold", max_width=60)
+    colors = {"pass": "green", "fail": "red", "unknown": "yellow", "n/a": "dim"}
     for s in report["scenarios"]:
         p99 = s.get("metrics", {}).get("submit_p99_ms")
-        table.add_row(s["name"], f"[{colors[s['verdict']]}]{s['verdict']}[/]",
+        table.add_row(escape(s["name"]), f"[{colors.get(s['verdict'], 'white')}]{s['verdict']}[/]",
                       ", ".join(sorted({f['name'] for f in s['faults']})) or "-", str(len(s["findings"])),
-                      "-" if p99 is None else f"{p99:.0f} ms", str(s["duration_s"]))
+                      "-" if p99 is None else f"{p99:.0f} ms", str(s["duration_s"]),
+                      escape("; ".join(s.get("reasons", []))) if s["verdict"] in ("n/a", "unknown") else "")
     out.print(table)
+    abstained = sorted({r for s in report["scenarios"] if s["verdict"] not in ("n/a", "unknown")
+                        for r in s.get("reasons", []) if " n/a: " in r})
+    if abstained:
+        out.print("checkers that could not judge some scenarios (they abstain; the rest decide):", markup=False)
+        for r in abstained:
+            out.print(f"  {r}", markup=False)
     for s in report["scenarios"]:
         for f in s["findings"][:5]:
             out.print(f"[red]{escape(s['name'])}[/]: " + escape(f"{f['checker']}/{f['kind']}: {f['message']} "
@@ -186,7 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise BadArguments("name at least one scenario (see `chaos run list`), 'property', or --scenario-file")
     profile = Profile("run", [], properties=props, workers=args.workers)
     outcome = run_gate(target, profile, report_dir=args.report, seed=seed, backend=_backend(args),
-                       scenarios=scenarios, progress=say)
+                       scenarios=scenarios, progress=say, selector=args.target)
     _print_summary(outcome.report, outcome.paths)
     return outcome.exit_code
 
@@ -205,7 +216,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     say(f"gate: profile {profile.name}, {len(profile.scenarios)} scenarios + {profile.properties} "
                   f"generated examples, seed {seed}")
     outcome = run_gate(target, profile, report_dir=args.report, seed=seed, backend=_backend(args, profile.backend),
-                       progress=say)
+                       progress=say, selector=args.target)
     _print_summary(outcome.report, outcome.paths)
     return outcome.exit_code
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from chaos.checkers import CheckConfig
 from chaos.cluster.cleanup import remove_leftovers
 from chaos.errors import BadArguments, ChaosError
-from chaos.report import build_report, scenario_entry, write_all
+from chaos.report import build_report, not_applicable_entry, scenario_entry, undecided_entry, write_all
 from chaos.runner import Scenario, ScenarioResult, run_scenario, versions
-from chaos.scenarios import SCENARIOS, build
+from chaos.scenarios import SCENARIOS, build, missing
 from chaos.target import Target
 
 BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
@@ -42,6 +42,7 @@ class Profile:
     backend: str = "local"
     workers: int | None = None
     check: CheckConfig = field(default_factory=CheckConfig)
+    check_overrides: dict[str, Any] = field(default_factory=dict)  # the [check] keys the profile set itself
 
     @classmethod
     def load(cls, name: str, config: dict[str, Any]) -> Profile:
@@ -53,9 +54,10 @@ class Profile:
         if unknown:
             raise BadArguments(f"profile {name!r} names unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
         check = CheckConfig.from_dict(table.get("check", {}))
+        overrides = {k: getattr(check, k) for k in table.get("check", {}) if hasattr(check, k)}
         return cls(name=name, scenarios=list(table.get("scenarios", [])), properties=int(table.get("properties", 0)),
                    shrink_runs=int(table.get("shrink_runs", 4)), backend=str(table.get("backend", "local")),
-                   workers=table.get("workers"), check=check)
+                   workers=table.get("workers"), check=check, check_overrides=overrides)
 
 
 Progress = Callable[[str], None]
@@ -72,8 +74,9 @@ class GateOutcome:
         return int(self.report["exit_code"])
 
 
-def replay_command(name: str, seed: int, target: Target, backend: str, scenario_file: Path | None = None) -> str:
-    tgt = f" --target {target.name}" if target.name != "data-sync" else ""
+def replay_command(name: str, seed: int, selector: str | None, backend: str, scenario_file: Path | None = None) -> str:
+    """The one command that replays a scenario; ``selector`` is the ``--target`` the run was given, if any."""
+    tgt = f" --target {selector}" if selector else ""
     if scenario_file is not None:
         return f"chaos run --scenario-file {scenario_file} --backend {backend}{tgt}"
     return f"chaos run {name} --seed {seed} --backend {backend}{tgt}"
@@ -81,7 +84,7 @@ def replay_command(name: str, seed: int, target: Target, backend: str, scenario_
 
 def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, backend: str | None = None,
              scenarios: list[Scenario] | None = None, progress: Progress = print,
-             target_label: str | None = None) -> GateOutcome:
+             target_label: str | None = None, selector: str | None = None) -> GateOutcome:
     """Bring the target up once, run every scenario and the property budget, write the reports."""
     from chaos.cluster.cluster import Cluster
     from chaos.properties import run_property
@@ -91,12 +94,16 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
     t0 = time.monotonic()
     report_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers()
-    todo = scenarios if scenarios is not None else [build(n, target, profile.check) for n in profile.scenarios]
-    for s in todo:
-        s.seed = seed
-        s.check = replace(s.check, duplicates_allowed=s.check.duplicates_allowed or target.at_least_once)
-        s.replay = s.replay or replay_command(s.name, seed, target, backend)
+    todo = scenarios if scenarios is not None else [build(n, target, profile.check_overrides)
+                                                    for n in profile.scenarios]
     entries: list[dict[str, Any]] = []
+    for s in list(todo):
+        s.seed = seed
+        s.replay = s.replay or replay_command(s.name, seed, selector, backend)
+        why = missing(s, target)
+        if why is not None:
+            entries.append(not_applicable_entry(s.name, s.description, f"n/a: {why}"))
+            todo.remove(s)
     results: list[ScenarioResult] = []
     vers: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -106,7 +113,7 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
         try:
             cluster.start()
         except ChaosError as exc:
-            entries.append(_undecided("bring-up", f"the stack did not come up: {exc}"))
+            entries.append(undecided_entry("bring-up", f"the stack did not come up: {exc}"))
             raise _Abort from None
         progress(f"up in {cluster.bring_up_seconds:.1f}s; api {cluster.api_url}")
         extra["bring_up_s"] = round(cluster.bring_up_seconds or 0, 2)
@@ -117,13 +124,14 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
                 cluster.reset()
                 r = run_scenario(cluster, scen, report_dir)
             except ChaosError as exc:
-                entries.append(_undecided(scen.name, str(exc)))
+                entries.append(undecided_entry(scen.name, str(exc)))
                 progress(f"    undecided: {exc}")
                 continue
             results.append(r)
             entries.append(scenario_entry(scen.name, scen.description, r.history, r.result, r.duration,
                                           r.errors, report_dir, r.history_path, scen.replay))
-            progress(f"    {entries[-1]['verdict']} in {r.duration:.1f}s, {len(r.result.findings)} findings")
+            progress(f"    {entries[-1]['verdict']} in {r.duration:.1f}s, {len(r.result.findings)} findings"
+                     + "".join(f"\n    {why}" for why in entries[-1]["reasons"] if "undecided" in why))
         if profile.properties > 0:
             progress(f"property: {profile.properties} generated task mixes and fault schedules (seed {seed})")
             try:
@@ -131,7 +139,7 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
                 po = run_property(cluster, budget=profile.properties, seed=seed, report_dir=report_dir,
                                   shrink_runs=profile.shrink_runs, check=profile.check)
             except ChaosError as exc:
-                entries.append(_undecided("property", str(exc)))
+                entries.append(undecided_entry("property", str(exc)))
             else:
                 results.extend(po.runs)
                 shown: list[tuple[str, ScenarioResult | None]] = (
@@ -141,7 +149,7 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
                     if res is None or (label == "minimal" and res is po.first_failure):
                         continue
                     f = next((p for p in po.replay_files if p.stem.endswith(label)), None) if label else None
-                    replay = replay_command("property", seed, target, backend, f)
+                    replay = replay_command("property", seed, selector, backend, f)
                     name = f"property-{label}" if label else res.scenario.name
                     faults = ", ".join(str(x) for x in res.scenario.schedule) or "no faults"
                     entries.append(scenario_entry(name, f"Hypothesis example ({label or 'passed'}): {faults}",
@@ -168,8 +176,3 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
 class _Abort(Exception):
     pass
 
-
-def _undecided(name: str, error: str) -> dict[str, Any]:
-    return {"name": name, "description": "", "verdict": "unknown", "duration_s": 0, "history": None, "logs": None,
-            "replay": None, "faults": [], "ops": {}, "checkers": {}, "findings": [], "metrics": {},
-            "errors": [error]}

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def fetch_ledger(cluster: Cluster, since: float | None = None, timeout: float = 10.0) -> dict[str, Any] | None:
     """The ledger, or None when the target declares no probe. A probe that fails is a ClusterError (exit 2)."""
     http = cluster.target.http
-    if not http.ledger_path:
+    if http is None or not http.ledger_path:
         return None
     headers = {"Authorization": f"Bearer {http.ledger_token}"} if http.ledger_token else {}
     params = {"since": since} if since is not None else None

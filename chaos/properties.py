@@ -58,7 +58,8 @@ def run_property(cluster: Cluster, *, budget: int = 4, seed: int = 0, report_dir
     @settings(max_examples=budget, deadline=None, database=None, print_blob=True, derandomize=False,
               suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink])
     @hypothesis_seed(seed)
-    @given(plans=task_plans(target, max_tasks=max_tasks, horizon=horizon),
+    @given(plans=task_plans(target, max_tasks=max_tasks, horizon=horizon,
+                            cancels=target.supports("cancel") is None),
            schedule=schedules(max_faults=max_faults, kinds=faults, workers=max(1, len(cluster.workers)),
                               horizon=horizon))
     def prop(plans: list[Any], schedule: list[Any]) -> None:

@@ -17,6 +17,7 @@ import httpx
 
 from chaos.checkers import CheckConfig
 from chaos.checkers.compose import Verdict, check_all
+from chaos.checkers.config import for_target
 from chaos.errors import ChaosError, ClusterError
 from chaos.history import History, Meta, Recorder
 from chaos.nemesis import FaultSpec, Nemesis
@@ -40,13 +41,14 @@ class Scenario:
     check: CheckConfig = field(default_factory=CheckConfig)
     seed: int | None = None
     replay: str | None = None
-    unknown_probes: int = 0  # status reads of never-submitted ids (must answer NOT_FOUND)
+    unknown_probes: int = 0  # status reads of never-submitted ids (judged by the target's unknown_ids promise)
     request_timeout: float = 5.0  # the client's patience per HTTP request; slower counts as unknown (info)
+    requires: tuple[str, ...] = ()  # target capabilities it needs (Target.supports); without them it is n/a
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "quiesce": self.quiesce,
                 "concurrency": self.concurrency, "seed": self.seed, "unknown_probes": self.unknown_probes,
-                "request_timeout": self.request_timeout,
+                "request_timeout": self.request_timeout, "requires": list(self.requires),
                 "plans": [p.to_dict() for p in self.plans], "schedule": [f.to_dict() for f in self.schedule],
                 "check": self.check.to_dict()}
 
@@ -58,7 +60,8 @@ class Scenario:
                    quiesce=float(d.get("quiesce", 30.0)), concurrency=int(d.get("concurrency", 10)),
                    description=d.get("description", ""), check=check, seed=d.get("seed"),
                    unknown_probes=int(d.get("unknown_probes", 0)),
-                   request_timeout=float(d.get("request_timeout", 5.0)))
+                   request_timeout=float(d.get("request_timeout", 5.0)),
+                   requires=tuple(d.get("requires", ())))
 
     @property
     def families(self) -> list[str]:
@@ -82,15 +85,19 @@ class ScenarioResult:
 
 
 def versions(cluster: Cluster) -> dict[str, str]:
-    """Versions that matter to a resilience verdict (recorded in every history and report)."""
+    """Versions that matter to a resilience verdict (recorded in every history and report).
+
+    Celery, kombu and redis-py are the *target's* (read from its own interpreter on the local backend, which
+    may pin another Celery than the framework's); ``celery-chaos`` and ``framework-python`` are ours.
+    """
     import importlib.metadata as md
 
-    out = {"python": platform.python_version(), "backend": cluster.backend.name}
-    for pkg in ("celery", "kombu", "redis", "celery-chaos"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
+    out = {"framework-python": platform.python_version(), "backend": cluster.backend.name}
+    try:
+        out["celery-chaos"] = md.version("celery-chaos")
+    except md.PackageNotFoundError:
+        pass
+    out.update(target_versions(cluster))
     try:
         assert cluster.redis is not None
         r = cluster.redis.client()
@@ -103,17 +110,49 @@ def versions(cluster: Cluster) -> dict[str, str]:
     return out
 
 
+def target_versions(cluster: Cluster) -> dict[str, str]:
+    """python / celery / kombu / redis as the target's processes see them (the docker image's on docker)."""
+    import importlib.metadata as md
+    import json
+    import subprocess
+
+    target = cluster.target
+    if cluster.backend.name == "local":
+        code = ("import json, platform, importlib.metadata as m\nv = {'python': platform.python_version()}\n"
+                "for p in ('celery', 'kombu', 'redis'):\n    try: v[p] = m.version(p)\n"
+                "    except m.PackageNotFoundError: pass\nprint(json.dumps(v))")
+        try:
+            r = subprocess.run([target.interpreter, "-c", code], cwd=target.workdir, capture_output=True,
+                               text=True, timeout=30)
+            found = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {}
+            return {str(k): str(v) for k, v in found.items()}
+        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+            return {}
+    out = {"python": platform.python_version()}  # docker: the image is built with the framework's pins
+    for pkg in ("celery", "kombu", "redis"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
 def wait_healthy(cluster: Cluster, timeout: float = 60.0) -> None:
-    """After the final heal: the API answers its health URL (dead workers are evidence, not a reason to wait)."""
+    """After the final heal: the API answers its probe path, or accepts connections when it declares none
+    (dead workers are evidence, not a reason to wait)."""
+    from chaos.cluster.base import api_answers
+
+    http = cluster.target.http
+    if cluster.target.api_command is None or http is None:
+        return
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         try:
-            r = httpx.get(cluster.api_url + cluster.target.http.health_path, timeout=2.0)
-            if r.status_code == 200:
+            if api_answers(cluster.api_url, http.probe_path, timeout=2.0):
                 return
-            last = f"health answered {r.status_code}"
-        except httpx.HTTPError as exc:
+            last = f"{http.probe_path} did not answer 200"
+        except (httpx.HTTPError, OSError) as exc:
             last = f"{type(exc).__name__}"
         time.sleep(0.2)
     raise ClusterError(f"the stack did not become healthy within {timeout:.0f}s after the final heal ({last})")
@@ -122,6 +161,7 @@ def wait_healthy(cluster: Cluster, timeout: float = 60.0) -> None:
 def run_scenario(cluster: Cluster, scenario: Scenario, report_dir: Path | None = None) -> ScenarioResult:
     """Run one scenario on a started cluster; the cluster is healed afterwards whatever happened."""
     started = time.monotonic()
+    scenario.check = for_target(scenario.check, cluster.target)
     hist_path = report_dir / "histories" / f"{scenario.name}.jsonl" if report_dir else None
     if hist_path is not None and hist_path.exists():
         hist_path.unlink()

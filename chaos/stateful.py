@@ -17,6 +17,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, multi
 
 from chaos.checkers import CheckConfig
 from chaos.checkers.compose import check_all
+from chaos.checkers.config import for_target
 from chaos.history import Meta, Recorder
 from chaos.nemesis import FaultSpec, Nemesis
 from chaos.probes import fetch_ledger
@@ -34,7 +35,7 @@ def machine_for(cluster: Cluster, *, faults: tuple[str, ...] = DEFAULT_FAULTS, m
     """A state machine class bound to a running cluster (run it with ``run_state_machine_as_test``)."""
     target = cluster.target
     kinds = [k.name for k in target.kinds]
-    lo, hi = target.http.priority_range
+    lo, hi = target.http.priority_range if target.http else (0, 9)
     counter = {"n": 0}
 
     class ChaosMachine(RuleBasedStateMachine):
@@ -109,7 +110,7 @@ def machine_for(cluster: Cluster, *, faults: tuple[str, ...] = DEFAULT_FAULTS, m
                     self.recorder.probe("ledger", ledger)
             finally:
                 self.recorder.close()
-            verdict = check_all(self.recorder.history(), check or CheckConfig())
+            verdict = check_all(self.recorder.history(), for_target(check or CheckConfig(), target))
             problems = [f"{f.checker}/{f.kind}: {f.message}" for f in verdict.findings
                         if verdict.results[f.checker].valid is False]
             assert verdict.valid is not False, "\n".join(problems[:10])

@@ -32,10 +32,10 @@ def tenths(lo: float, hi: float) -> st.SearchStrategy[float]:
 def task_plans(target: Target, *, min_tasks: int = 1, max_tasks: int = 12, horizon: float = 3.0,
                cancels: bool = True, keys: bool = True) -> st.SearchStrategy[list[TaskPlan]]:
     """A mix of tasks: kind (so duration), priority, submit time, maybe a cancel, maybe an idempotency key."""
-    lo, hi = target.http.priority_range
+    lo, hi = target.http.priority_range if target.http else (0, 9)
     kinds = [k.name for k in target.kinds]
     cancel = st.none() | tenths(0.0, 2.0) if cancels else st.none()
-    key = st.none() | st.sampled_from(["key-a", "key-b"]) if keys and target.http.idempotency_header else st.none()
+    key = st.none() | st.sampled_from(["key-a", "key-b"]) if keys and target.supports("idempotency") is None else st.none()
     plan = st.builds(TaskPlan, kind=st.sampled_from(kinds), priority=st.integers(lo, hi),
                      at=tenths(0.0, horizon), cancel_after=cancel, idempotency_key=key)
     return st.lists(plan, min_size=min_tasks, max_size=max_tasks)

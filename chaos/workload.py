@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from chaos.errors import BadArguments
 from chaos.history import Recorder
 from chaos.target import TERMINAL_STATES, Target
 
@@ -53,6 +54,8 @@ class Workload:
     def __init__(self, target: Target, base_url: Callable[[], str], recorder: Recorder, *,
                  concurrency: int = 10, request_timeout: float = 5.0, poll_interval: float = 0.25) -> None:
         self.target = target
+        if target.http is None:
+            raise BadArguments(f"target {target.name!r} has no [tool.celery-chaos.target.http] table")
         self.http = target.http
         self.base_url = base_url
         self.recorder = recorder
@@ -84,8 +87,9 @@ class Workload:
         body = dict(kind.body)
         if self.http.priority_field:
             body[self.http.priority_field] = plan.priority
-        key = f"{self.key_scope}-{plan.idempotency_key}" if plan.idempotency_key else None
-        extra = {self.http.idempotency_header: key} if (key and self.http.idempotency_header) else None
+        header = self.http.idempotency_header
+        key = f"{self.key_scope}-{plan.idempotency_key}" if (plan.idempotency_key and header) else None
+        extra = {header: key} if (key and header) else None
         inv = self.recorder.invoke(process, "submit", value={
             "kind": plan.kind, "priority": plan.priority, "expect": kind.expect,
             "idempotency_key": key, "units": kind.units})
@@ -102,13 +106,14 @@ class Workload:
             self.recorder.fail(inv, value={"status_code": r.status_code}, error=r.text[:300])
             return None
         data = _json(r)
-        task_id = str(data.get(self.http.task_id_field, ""))
+        task_id = str(data.get(self.http.task_id_field) or "")
         if not task_id:
-            self.recorder.info(inv, value={"status_code": r.status_code, "body": data},
-                               error=f"no {self.http.task_id_field} in the reply")
+            self.recorder.info(inv, value={"status_code": r.status_code, "body": data, "unparseable": True},
+                               error=f"no {self.http.task_id_field!r} in the reply: {r.text[:200]}")
             return None
+        status = data.get(self.http.status_field)
         self.recorder.ok(inv, task_id=task_id, value={
-            "task_id": task_id, "status": data.get(self.http.status_field),
+            "task_id": task_id, "status": None if status is None else self.http.canonical_status(status),
             "mode": data.get(self.http.mode_field) if self.http.mode_field else None, "status_code": r.status_code})
         self.acknowledged.setdefault(task_id, process)
         return task_id
@@ -130,24 +135,35 @@ class Workload:
             self.recorder.complete(inv, phase, value={"status_code": r.status_code}, error=r.text[:300])
             return None
         data = _json(r)
-        status = str(data.get(self.http.status_field))
-        self.recorder.ok(inv, value={"status": status, "status_code": 200,
+        raw = data.get(self.http.status_field)
+        if raw is None:  # not JSON, or JSON without the status: the client learnt nothing
+            self.recorder.info(inv, value={"status_code": r.status_code, "unparseable": True},
+                               error=f"no {self.http.status_field!r} in the reply: {r.text[:200]}")
+            return None
+        status = self.http.canonical_status(raw)
+        result = data.get(self.http.result_field) if self.http.result_field else None
+        self.recorder.ok(inv, value={"status": status, "status_code": 200, "raw_status": raw,
                                      "mode": data.get(self.http.mode_field) if self.http.mode_field else None,
-                                     "attempts": data.get("attempts"), "error": data.get("error")})
+                                     "attempts": data.get("attempts"),
+                                     "error": data.get("error") or (str(result)[:300] if result is not None
+                                                                    and status == "FAILURE" else None)})
         self.last_status[task_id] = status
         return status
 
     async def cancel(self, process: int, task_id: str) -> bool:
+        if self.http.cancel is None:
+            return False  # the target declares no cancel: scenarios that need one are n/a, nothing is sent
         inv = self.recorder.invoke(process, "cancel", task_id=task_id)
         try:
-            r = await self._request(self.http.cancel_method, self.http.cancel_path.format(task_id=task_id),
+            r = await self._request(self.http.cancel.method, self.http.cancel.path.format(task_id=task_id),
                                     headers=self._headers())
         except httpx.HTTPError as exc:
             self.recorder.complete(inv, classify(exc), error=f"{type(exc).__name__}: {exc}")
             return False
-        if r.status_code == 200:
-            data = _json(r)
-            self.recorder.ok(inv, value={"status": data.get(self.http.status_field), "status_code": 200})
+        if r.status_code in (200, 202, 204):
+            raw = _json(r).get(self.http.status_field)
+            self.recorder.ok(inv, value={"status": None if raw is None else self.http.canonical_status(raw),
+                                         "status_code": r.status_code})
             return True
         phase = "info" if r.status_code >= 500 else "fail"
         self.recorder.complete(inv, phase, value={"status_code": r.status_code}, error=r.text[:300])
@@ -163,7 +179,7 @@ class Workload:
             task_id = await self.submit(process, plan)
             if task_id is not None or time.monotonic() > self.quiesce_deadline:
                 break
-            if not plan.idempotency_key:
+            if not (plan.idempotency_key and self.http.idempotency_header):
                 return  # a failed or unknown submit without a key is not retried (it may exist: info)
             await asyncio.sleep(self.poll_interval)  # with a key, retrying is safe: that is what keys are for
         if task_id is None:

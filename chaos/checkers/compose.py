@@ -118,4 +118,18 @@ def check_all(
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise KeyError(f"unknown checker(s) {unknown}; known: {sorted(REGISTRY)}")
-    return Verdict({n: run_checker(n, REGISTRY[n], history, config) for n in names})
+    return Verdict({n: abstain(n, config.not_applicable[n]) if n in config.not_applicable
+                    else run_checker(n, REGISTRY[n], history, config) for n in names})
+
+
+def abstain(name: str, reason: str) -> CheckResult:
+    """The result of a checker that cannot judge this target: n/a, with the reason the report shows."""
+    return CheckResult(name, UNKNOWN, [], {"applicable": False, "undecided": reason})
+
+
+def reason(result: CheckResult) -> str | None:
+    """Why a checker abstained or stayed undecided (None when it decided)."""
+    if result.valid != UNKNOWN:
+        return None
+    value = result.stats.get("undecided")
+    return None if value is None else str(value)

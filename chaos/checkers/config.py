@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -18,6 +18,12 @@ class CheckConfig:
     ``fault_grace_s``: requests this long after a fault ended still count as in-fault (recovery time).
     ``clock_skew_s``: tolerance when comparing client wall times with the target's ledger times.
     ``max_evidence``: cap on findings of one kind a checker emits (the stats keep the full counts).
+
+    The target's promises (copied from its contract by ``for_target``; the defaults are Celery's own):
+    ``unknown_ids``: "pending" (AsyncResult answers PENDING for any id) or "not-found" (404 is promised).
+    ``broker_outage``: "fail-fast" (an error answer is correct while the broker is down) or "fallback".
+    ``answer_within_s``: a submit during a fault must be answered (success or error) within this; longer is a hang.
+    ``not_applicable``: checker name -> why it cannot judge this target (it abstains, the reason is reported).
     """
 
     duplicates_allowed: bool = False
@@ -28,6 +34,10 @@ class CheckConfig:
     fault_grace_s: float = 1.0
     clock_skew_s: float = 0.0
     max_evidence: int = 50
+    unknown_ids: str = "pending"
+    broker_outage: str = "fail-fast"
+    answer_within_s: float | None = None
+    not_applicable: Mapping[str, str] = field(default_factory=dict)
 
     def is_terminal(self, state: str | None) -> bool:
         return state is not None and state in self.terminal_states
@@ -35,6 +45,7 @@ class CheckConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["terminal_states"] = list(self.terminal_states)
+        d["not_applicable"] = dict(self.not_applicable)
         return d
 
     @classmethod
@@ -45,3 +56,20 @@ class CheckConfig:
         if "terminal_states" in kw:
             kw["terminal_states"] = tuple(kw["terminal_states"])
         return cls(**kw)
+
+
+def for_target(config: CheckConfig, target: Any) -> CheckConfig:
+    """``config`` with the promises the target declares (or Celery's defaults where it declares nothing).
+
+    Which checkers cannot judge this target, and why, is decided here once, so every run says the same.
+    """
+    from dataclasses import replace
+
+    na = dict(config.not_applicable)
+    if target.supports("cancel") is not None:
+        na["revoked_ran"] = str(target.supports("cancel"))
+    if target.supports("fallback") is not None:
+        na["fallback_parity"] = str(target.supports("fallback"))
+    return replace(config, duplicates_allowed=config.duplicates_allowed or target.at_least_once,
+                   unknown_ids=target.unknown_ids, broker_outage=target.broker_outage,
+                   answer_within_s=target.broker_outage_within_s, not_applicable=na)

@@ -11,14 +11,45 @@ With ``duplicates_allowed`` (at-least-once targets) every anomaly is kept as an 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from chaos.checkers.config import CheckConfig
 from chaos.checkers.result import UNKNOWN, CheckResult, Finding, cap_per_kind
-from chaos.history import Execution, FaultWindow, History, LedgerTask
+from chaos.history import Execution, FaultWindow, History, LedgerTask, OpPair
 
 NAME = "duplicated"
 ALLOWED = "duplicated-allowed"
+NO_EXECUTIONS = "no execution records: the target declares no ledger, so runs of a task body are not visible"
+
+
+@dataclass
+class _Keyed:
+    findings: list[Finding]
+    stats: dict[str, int]
+
+
+def key_not_honoured(history: History, config: CheckConfig) -> _Keyed:
+    """Submits sharing an idempotency key that were acknowledged with different task ids: one key, two tasks.
+
+    Decidable from the client's side alone, so it needs no ledger.
+    """
+    by_key: dict[str, list[OpPair]] = {}
+    for p in history.pairs("submit"):
+        key = (p.invoke.value or {}).get("idempotency_key")
+        if key and p.phase == "ok" and p.task_id:
+            by_key.setdefault(str(key), []).append(p)
+    findings = []
+    for key, pairs in by_key.items():
+        ids = sorted({p.task_id for p in pairs if p.task_id})
+        if len(ids) > 1:
+            kind = ALLOWED if config.duplicates_allowed else "key-not-honoured"
+            findings.append(Finding(
+                NAME, kind, ids,
+                f"{len(pairs)} submits with the same idempotency key {key!r} were acknowledged as {len(ids)} "
+                f"different tasks ({', '.join(ids[:4])}): the key did not make the resubmit return the first task",
+                {"anomaly": "key-not-honoured", "key": key, "submits": [p.to_dict() for p in pairs[:10]]}))
+    return _Keyed(findings, {"keyed": sum(1 for ps in by_key.values() if len(ps) > 1)})
 
 
 def node_runs_worker(node: str, worker: str) -> bool:
@@ -64,14 +95,22 @@ def overlapping_pairs(task: LedgerTask, kills: list[FaultWindow]) -> list[tuple[
 def check(history: History, config: CheckConfig | None = None) -> CheckResult:
     config = config or CheckConfig()
     ledger = history.ledger()
+    keyed = key_not_honoured(history, config)
     if ledger is None:
-        return CheckResult(
-            NAME, UNKNOWN, [], {"ledger": False, "undecided": "the target has no ledger probe"}
-        )
+        stats: dict[str, Any] = {"ledger": False, "keyed_resubmits": keyed.stats["keyed"]}
+        if keyed.findings:
+            return CheckResult(NAME, config.duplicates_allowed, keyed.findings, stats)
+        stats["undecided"] = NO_EXECUTIONS
+        if not keyed.stats["keyed"]:
+            stats["applicable"] = False  # nothing it can see: abstain (the report says why)
+            return CheckResult(NAME, UNKNOWN, [], stats)
+        stats["partial"] = NO_EXECUTIONS
+        return CheckResult(NAME, True, [], stats)
     kills = process_ending_faults(history)
-    findings: list[Finding] = []
-    stats: dict[str, Any] = {
+    findings: list[Finding] = list(keyed.findings)
+    stats = {
         "ledger": True,
+        "keyed_resubmits": keyed.stats["keyed"],
         "tasks": len(ledger.tasks),
         "executions": 0,
         "retried": 0,

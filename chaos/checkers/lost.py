@@ -25,6 +25,7 @@ from chaos.checkers.analysis import (
     task_lifecycles,
 )
 from chaos.checkers.config import CheckConfig
+from chaos.checkers.explain import failure_hint
 from chaos.checkers.result import UNKNOWN, CheckResult, Finding, Validity, cap_per_kind
 from chaos.history import NOT_FOUND, History, OpPair
 
@@ -118,7 +119,8 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
                     NAME,
                     "failed-unexpectedly",
                     [t.task_id],
-                    f"task {t.task_id} was expected to succeed, nobody cancelled it, and it ended FAILURE",
+                    f"task {t.task_id} was expected to succeed, nobody cancelled it, and it ended FAILURE. "
+                    + failure_hint(_error_of(t)),
                     {
                         "submit": ack.to_dict(),
                         "error": _error_of(t),

@@ -66,8 +66,6 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
                             },
                         )
                     )
-            elif ledger is None:
-                undecided.append(t.task_id)
             final = t.final_state
             if final is None:
                 undecided.append(t.task_id)
@@ -103,9 +101,16 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
                     )
                 )
 
+    if ledger is None:
+        stats["partial"] = ("no ledger: executions after a cancel are not visible, only the final state of "
+                            "cancelled tasks was judged")
     valid: Validity
     if findings:
         valid = False
+    elif not any(t.acknowledged_cancels for t in tasks.values()) and not stats["revoked_tasks"]:
+        valid = UNKNOWN
+        stats["undecided"] = "no cancel was acknowledged in this run"
+        stats["applicable"] = False
     elif undecided:
         valid = UNKNOWN
         stats["undecided"] = f"{len(set(undecided))} cancelled task(s) lack a ledger row or a final read"

@@ -11,6 +11,7 @@ from typing import Any
 
 from chaos.checkers.analysis import acknowledged, task_lifecycles
 from chaos.checkers.config import CheckConfig
+from chaos.checkers.explain import stuck_hint
 from chaos.checkers.result import UNKNOWN, CheckResult, Finding, Validity
 from chaos.history import NOT_FOUND, History
 
@@ -20,6 +21,7 @@ NAME = "stuck"
 def check(history: History, config: CheckConfig | None = None) -> CheckResult:
     config = config or CheckConfig()
     acked = acknowledged(task_lifecycles(history))
+    faults = [w.name for w in history.fault_windows()]
     findings: list[Finding] = []
     final_states: Counter[str] = Counter()
     undecided: list[str] = []
@@ -39,7 +41,9 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
                     NAME,
                     "stuck",
                     [t.task_id],
-                    f"task {t.task_id} ended the run in {final} ({t.final_source}), not a terminal state",
+                    f"task {t.task_id} was accepted and still {final} when the run ended ({t.final_source} read "
+                    f"after the heal and the quiesce deadline), never reaching a terminal state. "
+                    + stuck_hint(final, faults),
                     {
                         "final_state": final,
                         "final_source": t.final_source,

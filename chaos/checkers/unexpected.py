@@ -9,6 +9,8 @@ Tasks created before the run started are ignored. Needs the ledger (unknown with
 
 from __future__ import annotations
 
+from typing import Any
+
 from chaos.checkers.analysis import attribute_unacknowledged, op_evidence, task_lifecycles
 from chaos.checkers.config import CheckConfig
 from chaos.checkers.result import UNKNOWN, CheckResult, Finding, cap_per_kind
@@ -40,13 +42,21 @@ def phantom_statuses(history: History) -> list[Finding]:
 
 def check(history: History, config: CheckConfig | None = None) -> CheckResult:
     config = config or CheckConfig()
-    phantoms = phantom_statuses(history)
+    judged = config.unknown_ids == "not-found"
+    phantoms = phantom_statuses(history) if judged else []
     ledger = history.ledger()
     if ledger is None:
-        return CheckResult(
-            NAME, False if phantoms else UNKNOWN, phantoms,
-            {"ledger": False, "undecided": "the target has no ledger probe"},
-        )
+        probes = sum(1 for p in history.pairs("status") if (p.invoke.value or {}).get("probe") == PROBE)
+        stats: dict[str, Any] = {"ledger": False, "phantom_statuses": len(phantoms), "unknown_id_probes": probes}
+        if phantoms:
+            return CheckResult(NAME, False, phantoms, stats)
+        if judged and probes:
+            stats["partial"] = "no ledger: only status reads of never-submitted ids were judged"
+            return CheckResult(NAME, True, [], stats)
+        stats["undecided"] = ("no ledger, and the target answers PENDING for unknown ids (Celery's default), "
+                              "so work nobody submitted is not visible")
+        stats["applicable"] = False
+        return CheckResult(NAME, UNKNOWN, [], stats)
     tasks = task_lifecycles(history, ledger)
     attribution = attribute_unacknowledged(history, tasks, config)
     findings: list[Finding] = list(phantoms)

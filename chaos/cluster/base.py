@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+
+import httpx
 
 if TYPE_CHECKING:
     import redis as redis_lib
@@ -45,6 +48,15 @@ class Persistence:
         if self.aof:
             return ["--appendonly", "yes", "--appendfsync", self.fsync, "--save", ""]
         return ["--appendonly", "no", "--save", ""]
+
+
+def api_answers(base_url: str, probe_path: str | None, timeout: float = 1.0) -> bool:
+    """Is the API up: its probe path answers 200, or (no path declared) its port accepts a connection?"""
+    if probe_path is not None:
+        return httpx.get(base_url + probe_path, timeout=timeout).status_code == 200
+    host, _, port = base_url.removeprefix("http://").rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=timeout):
+        return True
 
 
 class Node(ABC):

@@ -40,7 +40,7 @@ class Cluster:
     def __init__(self, target: Target, backend: str = "local", workers: int | None = None,
                  persistence: Persistence | None = None, workdir: Path | None = None,
                  env: dict[str, str] | None = None) -> None:
-        self.target = target if not env else _with_env(target, env)
+        self.target = target if not env else target.with_env(env)
         self.run_id = f"cc-{uuid.uuid4().hex[:10]}"
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"{self.run_id}-"))
@@ -216,8 +216,3 @@ class Cluster:
         for name, text in self.logs().items():
             (dest / f"{name}.log").write_text(text)
 
-
-def _with_env(target: Target, env: dict[str, str]) -> Target:
-    from dataclasses import replace
-
-    return replace(target, env={**target.env, **env})

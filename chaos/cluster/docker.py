@@ -45,7 +45,12 @@ from redis.backoff import NoBackoff  # noqa: E402
 from redis.retry import Retry  # noqa: E402
 from testcontainers.core.container import DockerContainer  # noqa: E402
 from testcontainers.core.network import Network  # noqa: E402
-from testcontainers.core.wait_strategies import HttpWaitStrategy, LogMessageWaitStrategy, WaitStrategy  # noqa: E402
+from testcontainers.core.wait_strategies import (  # noqa: E402
+    HttpWaitStrategy,
+    LogMessageWaitStrategy,
+    PortWaitStrategy,
+    WaitStrategy,
+)
 
 from chaos.cluster.base import Backend, Endpoint, Node, Persistence, ProxyNode, RedisNode, Role, WorkerNode  # noqa: E402
 from chaos.cluster.cleanup import LABEL_RUN, labels, mark  # noqa: E402
@@ -416,12 +421,15 @@ class DockerProxy(ProxyNode, DockerNode):
 class DockerApi(DockerNode):
     publish = (API_PORT,)
 
-    def __init__(self, backend: DockerBackend, command: list[str], env: dict[str, str], health_path: str) -> None:
+    def __init__(self, backend: DockerBackend, command: list[str], env: dict[str, str],
+                 probe_path: str | None) -> None:
         super().__init__(backend, "api", "api", command, env, volumes={str(backend.shared_dir()): SHARED_DATA})
-        self.health_path = health_path
+        self.probe_path = probe_path
 
     def strategy(self) -> WaitStrategy:
-        return HttpWaitStrategy(API_PORT, self.health_path).for_status_code(200)
+        if self.probe_path is None:  # no health nor ready path declared: up once it accepts connections
+            return PortWaitStrategy(API_PORT)
+        return HttpWaitStrategy(API_PORT, self.probe_path).for_status_code(200)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -526,8 +534,9 @@ class DockerBackend(Backend):
 
     def make_api(self, values: dict[str, object]) -> DockerApi:
         env, v = self._render(values, host="0.0.0.0", port=API_PORT, name="api")
+        assert self.target.api_command is not None
         argv = shlex.split(self.target.render(self.target.api_command, **v))
-        return self._track(DockerApi(self, argv, env, self.target.http.health_path))  # type: ignore[return-value]
+        return self._track(DockerApi(self, argv, env, self.target.http.probe_path if self.target.http else None))  # type: ignore[return-value]
 
     def make_worker(self, name: str, values: dict[str, object]) -> DockerWorker:
         env, v = self._render(values, host="0.0.0.0", port=0, name=name)

@@ -23,7 +23,17 @@ import redis as redis_lib
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from chaos.cluster.base import Backend, Endpoint, Node, Persistence, ProxyNode, RedisNode, Role, WorkerNode
+from chaos.cluster.base import (
+    Backend,
+    Endpoint,
+    Node,
+    Persistence,
+    ProxyNode,
+    RedisNode,
+    Role,
+    WorkerNode,
+    api_answers,
+)
 from chaos.cluster.cleanup import mark, register, unregister
 from chaos.cluster.ownership import ForeignEndpoint, accepts, listens_on, redis_process_id, verified_connect
 from chaos.errors import ClusterError, PrerequisiteMissing
@@ -312,16 +322,17 @@ class LocalProxy(ProxyNode, OwnPortNode):
 
 
 class LocalApi(LocalNode):
-    """The target's HTTP API; ready when its health URL answers 200."""
+    """The target's HTTP API; ready when its health (or ready) path answers 200, else when it accepts a
+    connection (a target that declares neither is up once it listens)."""
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log_dir: Path, run_id: str, port: int,
-                 health_path: str) -> None:
+                 probe_path: str | None) -> None:
         super().__init__("api", "api", argv, env, cwd, log_dir, run_id)
         self.port = port
-        self.health_path = health_path
+        self.probe_path = probe_path
 
     def ready(self) -> bool:
-        return httpx.get(f"http://127.0.0.1:{self.port}{self.health_path}", timeout=1.0).status_code == 200
+        return api_answers(f"http://127.0.0.1:{self.port}", self.probe_path)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -374,16 +385,19 @@ class LocalBackend(Backend):
         return host, int(port)
 
     def _render(self, values: dict[str, object], **extra: object) -> tuple[dict[str, str], dict[str, object]]:
-        v = {"python": sys.executable, "concurrency": self.target.worker_concurrency, **values, **extra}
+        v = {"python": self.target.interpreter, "concurrency": self.target.worker_concurrency, **values, **extra}
         return self.target.render_env(**v), v
 
     def make_api(self, values: dict[str, object]) -> LocalApi:
         port = free_port()
         env, v = self._render(values, host="127.0.0.1", port=port, name="api")
+        assert self.target.api_command is not None
         argv = shlex.split(self.target.render(self.target.api_command, **v))
-        return LocalApi(argv, env, self.target.root, self.log_dir, self.run_id, port, self.target.http.health_path)
+        http = self.target.http
+        return LocalApi(argv, env, self.target.workdir, self.log_dir, self.run_id, port,
+                        http.probe_path if http else None)
 
     def make_worker(self, name: str, values: dict[str, object]) -> LocalWorker:
         env, v = self._render(values, host="127.0.0.1", port=0, name=name)
         argv = shlex.split(self.target.render(self.target.worker_command, **v))
-        return LocalWorker(name, argv, env, self.target.root, self.log_dir, self.run_id, self.target.worker_ready_log)
+        return LocalWorker(name, argv, env, self.target.workdir, self.log_dir, self.run_id, self.target.worker_ready_log)

@@ -7,9 +7,17 @@ from typing import Any
 
 from chaos.report.html import write_html
 from chaos.report.junit import write_junit
-from chaos.report.model import build_report, load_json, scenario_entry, write_json
+from chaos.report.model import (
+    build_report,
+    load_json,
+    not_applicable_entry,
+    scenario_entry,
+    undecided_entry,
+    write_json,
+)
 
-__all__ = ["build_report", "load_json", "scenario_entry", "write_all", "write_json"]
+__all__ = ["build_report", "load_json", "not_applicable_entry", "scenario_entry", "undecided_entry", "write_all",
+           "write_json"]
 
 
 def write_all(report: dict[str, Any], report_dir: Path, threshold_ms: float = 100.0) -> dict[str, Path]:

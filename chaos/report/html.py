@@ -18,7 +18,8 @@ from chaos.history import History
 COLORS = {"SUCCESS": "#2e9e5b", "FAILURE": "#e08a1e", "REVOKED": "#8a8f98", "BAD": "#d62f2f",
           "PENDING": "#b9c3cf"}
 FAULT_FILL = {"worker": "#f6d6d6", "broker": "#f9e3c2", "network": "#d9e6f7", "api": "#e6dcf5"}
-VERDICT_STYLE = {"pass": ("PASS", "#2e9e5b"), "fail": ("FAIL", "#d62f2f"), "unknown": ("UNDECIDED", "#e08a1e")}
+VERDICT_STYLE = {"pass": ("PASS", "#2e9e5b"), "fail": ("FAIL", "#d62f2f"), "unknown": ("UNDECIDED", "#e08a1e"),
+                 "n/a": ("N/A", "#98a2b3")}
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}
@@ -208,16 +209,18 @@ def render_html(report: dict[str, Any], report_dir: Path, threshold_ms: float = 
            f"<header style='background:{color}'><h1>celery-chaos gate: {label}</h1>"
            f"<p>target <b>{html.escape(str(report.get('target')))}</b> · profile "
            f"{html.escape(str(report.get('profile')))} · backend {html.escape(str(report.get('backend')))} · seed "
-           f"{report.get('seed')} · {report.get('started')} · {report.get('duration_s')} s · celery "
-           f"{html.escape(str(v.get('celery')))} · kombu {html.escape(str(v.get('kombu')))} · redis "
+           f"{report.get('seed')} · {report.get('started')} · {report.get('duration_s')} s · the target's celery "
+           f"{html.escape(str(v.get('celery')))} · kombu {html.escape(str(v.get('kombu')))} · redis-py "
+           f"{html.escape(str(v.get('redis')))} · python {html.escape(str(v.get('python')))} · redis-server "
            f"{html.escape(str(v.get('redis-server')))}</p></header><main>"]
     out.append("<table><tr><th>scenario</th><th>verdict</th><th>faults</th><th>findings</th><th>submit p50</th>"
-               "<th>submit p99</th><th>throughput</th><th>recovery</th></tr>")
+               "<th>submit p99</th><th>throughput</th><th>recovery</th><th>why (n/a, undecided)</th></tr>")
     for s in report["scenarios"]:
         faults = ", ".join(sorted({f["name"] for f in s["faults"]})) or "none"
+        why = "<br>".join(html.escape(r) for r in s.get("reasons", []))
         out.append(f"<tr><td><a href='#{html.escape(s['name'])}'>{html.escape(s['name'])}</a></td>"
                    f"<td>{_badge(s['verdict'])}</td><td>{html.escape(faults)}</td><td>{len(s['findings'])}</td>"
-                   f"{_metrics_row(s.get('metrics', {}))}</tr>")
+                   f"{_metrics_row(s.get('metrics', {}))}<td class='muted'>{why}</td></tr>")
     out.append("</table>")
     if report.get("canaries"):
         out.append(_canary_table(report["canaries"]))

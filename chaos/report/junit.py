@@ -13,6 +13,7 @@ def render_junit(report: dict[str, Any]) -> str:
                        tests=str(len(scenarios)),
                        failures=str(sum(1 for s in scenarios if s["verdict"] == "fail")),
                        errors=str(sum(1 for s in scenarios if s["verdict"] == "unknown")),
+                       skipped=str(sum(1 for s in scenarios if s["verdict"] == "n/a")),
                        time=str(report.get("duration_s", 0)))
     for s in scenarios:
         case = ET.SubElement(suite, "testcase", classname=f"chaos.{report.get('target', 'target')}",
@@ -27,6 +28,8 @@ def render_junit(report: dict[str, Any]) -> str:
             fail = ET.SubElement(case, "failure", type=f"{first['checker']}/{first['kind']}",
                                  message=first["message"][:500])
             fail.text = body
+        elif s["verdict"] == "n/a":
+            ET.SubElement(case, "skipped", message="; ".join(s.get("reasons", []))[:500] or "not applicable")
         elif s["verdict"] == "unknown":
             err = ET.SubElement(case, "error", type="undecided", message="; ".join(s.get("errors", []))[:500]
                                 or "a checker could not decide")

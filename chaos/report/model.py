@@ -6,9 +6,11 @@ Schema ``celery-chaos/report@1`` (fields are added, never renamed, within a majo
 ``verdict``       "pass" | "fail" | "unknown"        (exit codes 0 | 1 | 2)
 ``exit_code``     the gate's exit code
 ``profile``, ``seed``, ``backend``, ``target``, ``started`` (ISO 8601), ``duration_s``
-``versions``      {python, celery, kombu, redis, redis-server, celery-chaos, backend}
+``versions``      {python, celery, kombu, redis (the target's), redis-server, celery-chaos, framework-python, backend}
 ``scenarios[]``   per scenario:
-    ``name``, ``description``, ``verdict``, ``duration_s``, ``history`` (path relative to the report dir),
+    ``name``, ``description``, ``verdict`` ("pass" | "fail" | "unknown" | "n/a"), ``duration_s``,
+    ``reasons``    why it is n/a or undecided, and which checkers abstained and why (plain sentences)
+    ``history`` (path relative to the report dir),
     ``logs`` (dir), ``replay`` (one command),
     ``faults[]``   {name, node, start_s, end_s, params, error}  (seconds since the scenario start)
     ``ops``        {f: {ok, fail, info}}  client operations by outcome
@@ -27,11 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chaos.checkers.compose import Verdict, applicable
+from chaos.checkers.compose import Verdict, applicable, reason
 from chaos.history import History
 
 SCHEMA = "celery-chaos/report@1"
 EXIT = {"pass": 0, "fail": 1, "unknown": 2}
+NOT_APPLICABLE = "n/a"
 
 
 def verdict_of(valid: Any, errors: list[str] | None = None) -> str:
@@ -96,14 +99,16 @@ def scenario_entry(name: str, description: str, history: History, result: Verdic
     faults = [{"name": w.name, "node": w.node, "start_s": round(w.start, 3),
                "end_s": None if w.end is None else round(w.end, 3), "params": dict(w.params), "error": w.error}
               for w in history.fault_windows()]
-    checkers = {n: (r.valid if applicable(r) else "n/a") for n, r in result.results.items()}
+    checkers = {n: (r.valid if applicable(r) else NOT_APPLICABLE) for n, r in result.results.items()}
+    reasons = [f"{n} undecided: {why}" for n, r in result.results.items() if applicable(r) and (why := reason(r))]
+    reasons += [f"{n} n/a: {why}" for n, r in result.results.items() if not applicable(r) and (why := reason(r))]
     def rel(p: Path | None) -> str | None:
         if p is None:
             return None
         return str(p.relative_to(report_dir)) if report_dir and p.is_relative_to(report_dir) else str(p)
 
     return {
-        "name": name, "description": description, "verdict": verdict_of(result.valid, errors),
+        "name": name, "description": description, "verdict": verdict_of(result.valid, errors), "reasons": reasons,
         "duration_s": round(duration, 2), "history": rel(history_path),
         "logs": f"logs/{name}" if report_dir else None, "replay": replay,
         "faults": faults, "ops": ops, "checkers": checkers,
@@ -114,7 +119,7 @@ def scenario_entry(name: str, description: str, history: History, result: Verdic
 def build_report(scenarios: list[dict[str, Any]], *, profile: str | None, seed: int | None, backend: str,
                  target: str, versions: dict[str, Any], started: float, duration: float,
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    verdicts = [s["verdict"] for s in scenarios]
+    verdicts = [s["verdict"] for s in scenarios if s["verdict"] != NOT_APPLICABLE]
     verdict = "fail" if "fail" in verdicts else ("unknown" if "unknown" in verdicts or not verdicts else "pass")
     return {
         "schema": SCHEMA, "verdict": verdict, "exit_code": EXIT[verdict], "profile": profile, "seed": seed,
@@ -133,3 +138,17 @@ def load_json(path: Path) -> dict[str, Any]:
     if not str(data.get("schema", "")).startswith("celery-chaos/report@"):
         raise ValueError(f"{path} is not a celery-chaos report")
     return data
+
+
+def not_applicable_entry(name: str, description: str, why: str) -> dict[str, Any]:
+    """A scenario the target cannot take part in (it lacks what the scenario needs): neither run nor passed."""
+    return {**undecided_entry(name, why), "description": description, "verdict": NOT_APPLICABLE, "errors": [],
+            "reasons": [why]}
+
+
+def undecided_entry(name: str, error: str) -> dict[str, Any]:
+    """A scenario that could not be judged (the stack did not come up, a probe failed)."""
+    return {"name": name, "description": "", "verdict": "unknown", "duration_s": 0, "history": None,
+            "logs": None, "replay": None, "faults": [], "ops": {}, "checkers": {}, "findings": [], "metrics": {},
+            "errors": [error], "reasons": [error]}
+

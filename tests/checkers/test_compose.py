@@ -34,13 +34,25 @@ def test_clean_history_with_enough_samples_is_valid_except_fallback():
     b = clean(25)
     verdict = check_all(b.build())
     assert {n: r.valid for n, r in verdict.results.items() if r.valid is not True} == {
-        "fallback_parity": UNKNOWN
+        "fallback_parity": UNKNOWN, "revoked_ran": UNKNOWN,
     }
-    # a checker with nothing to judge (no fallback task) abstains: it does not make the verdict undecided
+    # a checker with nothing to judge (no fallback task, no cancel) abstains: the verdict is not undecided
     assert verdict.results["fallback_parity"].stats["applicable"] is False
+    assert verdict.results["revoked_ran"].stats["applicable"] is False
     assert verdict.valid is True and verdict.exit_code == 0
     without = check_all(b.build(), checkers=[n for n in REGISTRY if n != "fallback_parity"])
     assert without.valid is True and without.exit_code == 0
+
+
+def test_a_checker_the_target_cannot_feed_abstains_with_its_reason():
+    from chaos.checkers.compose import reason
+
+    config = CheckConfig(not_applicable={"revoked_ran": "the target declares no cancel"})
+    verdict = check_all(clean(25).build(), config)
+    r = verdict.results["revoked_ran"]
+    assert r.valid == UNKNOWN and r.stats["applicable"] is False
+    assert reason(r) == "the target declares no cancel"
+    assert verdict.valid is True and verdict.exit_code == 0
 
 
 def test_crashing_checker_becomes_unknown_evidence():

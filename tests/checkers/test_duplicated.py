@@ -92,3 +92,26 @@ def test_duplicates_allowed_keeps_findings_as_information():
 
 def test_missing_ledger_is_unknown():
     assert duplicated.check(clean(ledger=False).build()).valid == UNKNOWN
+
+
+def test_a_keyed_resubmit_answered_with_another_task_is_found_without_a_ledger():
+    from .builder import HistoryBuilder
+
+    b = HistoryBuilder()
+    b.submit("first", at=0.0, key="k1")
+    b.submit("second", at=0.5, key="k1")
+    b.submit("same", at=1.0, key="k2")
+    b.submit("same", at=1.5, key="k2")
+    r = duplicated.check(b.build())
+    assert r.valid is False
+    assert [(f.kind, f.task_ids) for f in r.findings] == [("key-not-honoured", ["first", "second"])]
+
+
+def test_without_a_ledger_nor_keyed_resubmits_duplicated_abstains():
+    from chaos.checkers.result import UNKNOWN
+
+    from .builder import clean
+
+    r = duplicated.check(clean(3, ledger=False).build())
+    assert r.valid == UNKNOWN and r.stats["applicable"] is False
+    assert "ledger" in r.stats["undecided"]

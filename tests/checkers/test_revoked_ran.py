@@ -20,8 +20,10 @@ def test_clean_cancel_passes():
     assert r.stats["acknowledged"] == 1 and r.stats["revoked_tasks"] == 1
 
 
-def test_no_cancels_passes():
-    assert revoked_ran.check(clean().build()).valid is True
+def test_no_cancels_abstains():
+    r = revoked_ran.check(clean().build())
+    assert r.valid == UNKNOWN and r.stats["applicable"] is False
+    assert "no cancel" in r.stats["undecided"]
 
 
 def test_execution_started_after_acknowledged_cancel():
@@ -48,7 +50,7 @@ def test_cancel_rejected_with_409_makes_no_promise():
     b.cancel("done", at=3, phase="fail", status_code=409)
     b.ledger(ledger_task("done"))
     r = revoked_ran.check(b.build())
-    assert r.valid is True
+    assert r.valid == UNKNOWN and r.stats["applicable"] is False  # no promise was made: nothing to judge
     assert r.stats["conflicts"] == 1
 
 
@@ -58,9 +60,10 @@ def test_effects_of_a_revoked_task():
     assert [(f.kind, f.task_ids) for f in r.findings] == [("effects-of-revoked", ["c"])]
 
 
-def test_missing_ledger_is_unknown_for_cancelled_tasks():
+def test_missing_ledger_judges_the_final_state_only():
     r = revoked_ran.check(_cancelled(ledger=False).build())
-    assert r.valid == UNKNOWN
+    assert r.valid is True
+    assert "not visible" in r.stats["partial"]
 
 
 def test_missing_ledger_still_catches_not_revoked():

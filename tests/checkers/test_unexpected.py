@@ -1,4 +1,4 @@
-from chaos.checkers import unexpected
+from chaos.checkers import CheckConfig, unexpected
 from chaos.checkers.result import UNKNOWN
 
 from .builder import HistoryBuilder, clean, ledger_task
@@ -65,8 +65,11 @@ def _probe(b: HistoryBuilder, task_id: str, status: str) -> HistoryBuilder:
                 value={"status": status})
 
 
-def test_unknown_id_answering_pending_is_a_phantom():
-    r = unexpected.check(_probe(clean(2), "never-1", "PENDING").build())
+NOT_FOUND_PROMISED = CheckConfig(unknown_ids="not-found")
+
+
+def test_unknown_id_answering_pending_is_a_phantom_when_404_is_promised():
+    r = unexpected.check(_probe(clean(2), "never-1", "PENDING").build(), NOT_FOUND_PROMISED)
     assert r.valid is False
     assert [(f.kind, f.task_ids) for f in r.findings] == [("phantom-status", ["never-1"])]
 
@@ -76,4 +79,12 @@ def test_unknown_id_answering_not_found_is_fine():
 
 
 def test_phantom_status_is_caught_without_a_ledger():
-    assert unexpected.check(_probe(clean(2, ledger=False), "never-1", "PENDING").build()).valid is False
+    h = _probe(clean(2, ledger=False), "never-1", "PENDING").build()
+    assert unexpected.check(h, NOT_FOUND_PROMISED).valid is False
+
+
+def test_pending_for_unknown_ids_is_celerys_default_and_no_finding():
+    r = unexpected.check(_probe(clean(2), "never-1", "PENDING").build())
+    assert r.valid is True and not r.findings
+    r = unexpected.check(_probe(clean(2, ledger=False), "never-1", "PENDING").build())
+    assert r.valid == UNKNOWN and r.stats["applicable"] is False
