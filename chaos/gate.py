@@ -152,11 +152,13 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
                     replay = replay_command("property", seed, selector, backend, f)
                     name = f"property-{label}" if label else res.scenario.name
                     faults = ", ".join(str(x) for x in res.scenario.schedule) or "no faults"
-                    entries.append(scenario_entry(name, f"Hypothesis example ({label or 'passed'}): {faults}",
+                    rate = f"; {po.reproduction(res)}" if label else ""
+                    entries.append(scenario_entry(name, f"Hypothesis example ({label or 'passed'}{rate}): {faults}",
                                                   res.history, res.result, res.duration, res.errors, report_dir,
                                                   res.history_path, replay))
-                extra["property"] = {"examples": po.examples, "failed": po.failed,
-                                     "hypothesis": po.hypothesis_error}
+                extra["property"] = {
+                    "examples": po.examples, "failed": po.failed, "hypothesis": po.hypothesis_error,
+                    "reproduction": {label: po.reproduction(res) for label, res in shown if label and res}}
                 progress(f"    {po.examples} examples, {'FAILED' if po.failed else 'passed'}")
     except _Abort:
         pass

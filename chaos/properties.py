@@ -3,13 +3,15 @@
 Each example is a short real scenario on a shared cluster (healed and reset in between). Real-time runs do not
 always reproduce, so: the first failing run is kept whatever shrinking does; shrinking has a budget of real runs
 (after it, examples not seen before count as passing, which stops the shrinker cheaply); known failing examples
-are answered from a cache, so Hypothesis's final replay of the minimal example cannot turn flaky.
+are answered from a cache, so Hypothesis's final replay of the minimal example cannot turn flaky. The reported
+failures are then replayed ``replays`` more times for real, and each carries its reproduction rate ("2 of 3
+runs"): a failure that does not always reproduce is still a finding, never Hypothesis's Flaky error.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +37,20 @@ class PropertyOutcome:
     hypothesis_error: str | None = None
     replay_files: list[Path] = field(default_factory=list)
 
+    runs_by_example: dict[str, list[bool]] = field(default_factory=dict)  # example key -> failed? per real run
+
     @property
     def failed(self) -> bool:
         return self.first_failure is not None
+
+    def reproduction(self, result: ScenarioResult) -> str:
+        """``"2 of 3 runs"``: how often the example of ``result`` failed when it was run for real."""
+        runs = self.runs_by_example.get(_key(result.scenario.plans, result.scenario.schedule), [])
+        return f"failed in {sum(runs)} of {len(runs)} run{'s' if len(runs) != 1 else ''}"
+
+
+def _key(plans: list[Any], schedule: list[Any]) -> str:
+    return json.dumps([[p.to_dict() for p in plans], [f.to_dict() for f in schedule]], sort_keys=True)
 
 
 def _summary(r: ScenarioResult) -> str:
@@ -48,8 +61,9 @@ def _summary(r: ScenarioResult) -> str:
 def run_property(cluster: Cluster, *, budget: int = 4, seed: int = 0, report_dir: Path | None = None,
                  max_tasks: int = 8, horizon: float = 2.5, max_faults: int = 2, shrink_runs: int = 6,
                  faults: tuple[str, ...] = DEFAULT_FAULTS, check: CheckConfig | None = None,
-                 quiesce: float = 25.0, name: str = "property") -> PropertyOutcome:
-    """Run ``budget`` generated scenarios; on a violation, shrink with at most ``shrink_runs`` more real runs."""
+                 quiesce: float = 25.0, name: str = "property", replays: int = 1) -> PropertyOutcome:
+    """Run ``budget`` generated scenarios; on a violation, shrink with at most ``shrink_runs`` more real runs,
+    then replay the first and the minimal failure ``replays`` times each to measure how often they fail."""
     target = cluster.target
     out = PropertyOutcome()
     failures: dict[str, ScenarioResult] = {}
@@ -63,7 +77,7 @@ def run_property(cluster: Cluster, *, budget: int = 4, seed: int = 0, report_dir
            schedule=schedules(max_faults=max_faults, kinds=faults, workers=max(1, len(cluster.workers)),
                               horizon=horizon))
     def prop(plans: list[Any], schedule: list[Any]) -> None:
-        key = json.dumps([[p.to_dict() for p in plans], [f.to_dict() for f in schedule]], sort_keys=True)
+        key = _key(plans, schedule)
         if key in failures:
             raise AssertionError(_summary(failures[key]))
         if out.failed:
@@ -76,6 +90,7 @@ def run_property(cluster: Cluster, *, budget: int = 4, seed: int = 0, report_dir
         cluster.reset()
         result = run_scenario(cluster, scen, report_dir)
         out.runs.append(result)
+        out.runs_by_example.setdefault(key, []).append(result.result.valid is False)
         if result.result.valid is False:
             failures[key] = result
             if out.first_failure is None:
@@ -88,8 +103,16 @@ def run_property(cluster: Cluster, *, budget: int = 4, seed: int = 0, report_dir
     except AssertionError as exc:
         notes = "\n".join(getattr(exc, "__notes__", []))
         out.hypothesis_error = f"{exc}\n{notes}".strip()
-    except Exception as exc:  # noqa: BLE001 - e.g. Flaky: the first failure is still reported
-        out.hypothesis_error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - e.g. Flaky: the first failure is still reported, with its rate
+        out.hypothesis_error = (
+            "an example failed on one run and passed on another (real faults are not deterministic): it is "
+            "reported with its reproduction rate" if "Flaky" in type(exc).__name__ else f"{type(exc).__name__}: {exc}")
+    for failed in {id(x): x for x in (out.first_failure, out.minimal) if x is not None}.values():
+        scen = failed.scenario
+        for _ in range(replays):
+            cluster.reset()
+            again = run_scenario(cluster, replace(scen, name=f"{scen.name}-replay"), report_dir)
+            out.runs_by_example.setdefault(_key(scen.plans, scen.schedule), []).append(again.result.valid is False)
     if report_dir is not None:
         for label, r in (("first", out.first_failure), ("minimal", out.minimal)):
             if r is not None:
