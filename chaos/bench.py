@@ -1,32 +1,61 @@
 """``chaos bench``: latency, throughput, recovery and Redis memory of a target, measured on one machine in one run.
 
 Every figure is the median over ``repeats`` runs (3, or 1 with ``--quick``). No figure is asserted: the benchmark
-measures and reports, it never fails on speed. Everything runs on 127.0.0.1.
+measures and reports, it never fails on speed. Everything runs on 127.0.0.1, on the local backend. The bench
+talks to the target only through its description (``[tool.celery-chaos.target]``, read by ``chaos.target``) and
+the optional ``[tool.celery-chaos.bench]`` table of the same pyproject; it never names anything of a target.
+
+**The bench table** (every key optional; validated like the target table, a problem is one sentence, exit 254)::
+
+    [tool.celery-chaos.bench]
+    kind = "small"            # the task kind latency and throughput submit (default: the shortest successful kind)
+    recovery_kind = "large"   # the kind the worker-SIGKILL recovery kills mid-task (default: the longest successful)
+    noop_env = { KNOB = "0" } # env laid over the target's that makes the work nearly free (default: none)
+    unit_ms = 20              # how long one unit of work takes with the target's own env (default: unknown)
+
+Request bodies are the kind's ``body`` (plus ``priority_field`` set to the middle of ``priority_range`` when the
+target declares one), sent with the target's ``token``; replies are read through ``task_id_field``,
+``mode_field`` and ``statuses``. Targets with ``client = "celery"`` (no HTTP API) are refused for the sections that
+submit (latency, throughput, memory, recovery); ``bring_up`` and ``gate`` still run.
+
+What a missing key costs (nothing fails, each gap is said in the JSON):
+
+- no ``noop_env``: cluster A runs with the target's own env and the no-op throughput is
+  ``{"skipped": reason}`` (there is no no-op run to put next to a 0 ms bare task);
+- no ``unit_ms``: the bare baseline of the short throughput cannot be given a duration, so the API rate is
+  measured, the bare run is skipped and ``bare_tasks_per_s`` / ``ratio`` are null with ``bare_skipped`` saying why
+  (a 0 ms baseline would make the ratio look worse than it is);
+- no ``ledger_path`` in the target: throughput ends when the last task is *seen* terminal by status reads (in
+  submission order, every 50 ms: an upper bound), the Redis-restart recovery likewise, the worker-SIGKILL recovery
+  (which needs the ledger's executions) is ``{"skipped": reason}``, and drains wait for the broker only;
+- no health nor ready path: the API-restart recovery waits for an accepted connection instead of a 200;
+- ``broker_outage = "fail-fast"``: the fallback latency is ``{"skipped": reason}``; without ``mode_field`` a
+  submit's mode is unknown, so "fallback mode" is the first accepted submit after Redis stopped.
 
 Sections (``--only`` picks some, comma-separated; all by default, ``--quick`` leaves out the gate), in order:
 
-1. Cluster A (``ROW_WORK_MS=0``, 1 worker). ``latency``: submit latency in celery mode at each concurrency level.
-   ``throughput``: end-to-end throughput of no-op-ish tasks (file 1, 5 rows of 0 ms) through the API with 1 and 4
-   workers, then the same task count through *bare Celery* (below) with the same number of workers. ``memory``:
-   Redis memory after those tasks, then the bulk run: ``memory_tasks`` bare tasks, the first 10,000 sent before any
-   worker runs (the cost of a backlog), the rest consumed by two workers as they are sent. ``latency`` again:
-   submit latency in fallback mode (Redis stopped).
-2. Cluster B (the target's own ``ROW_WORK_MS``, 20 ms for the reference service). ``throughput`` of short tasks
-   (file 1, 5 rows) through the API and bare; ``recovery`` times, with 2 workers.
+1. Cluster A (the target with ``noop_env``, 1 worker). ``latency``: submit latency in celery mode at each
+   concurrency level. ``throughput``: end-to-end throughput of no-op tasks (``kind`` under ``noop_env``) through
+   the API with 1 and 4 workers, then the same task count through *bare Celery* (below, 0 ms tasks) with the same
+   number of workers. ``memory``: Redis memory after those tasks, then the bulk run: ``memory_tasks`` bare tasks,
+   the first 10,000 sent before any worker runs (the cost of a backlog), the rest consumed by two workers as they
+   are sent. ``latency`` again: submit latency in fallback mode (Redis stopped).
+2. Cluster B (the target's own env). ``throughput`` of short tasks (``kind``) through the API and bare (tasks of
+   ``units x unit_ms``); ``recovery`` times, with 2 workers.
 3. ``bring_up``: local and docker bring-up (2 workers), each the median of 3 runs; the docker image is built first
    when the current tree has none (its build time reported apart; ``--quick`` skips instead of building).
 4. ``gate``: the default gate profile's wall time.
 
-Defaults: 3 runs, levels 1/10/100/1000, 20,000 memory tasks (~70 s here; ``--memory-tasks 100000`` takes ~6 min
-on 2 cores: bare Celery moves ~250-450 tasks/s here); ``--quick``: 1 run, levels 1/10/100, 2,000 memory tasks.
+Defaults: 3 runs, levels 1/10/100/1000, 20,000 memory tasks (~70 s on 2 cores; ``--memory-tasks 100000`` ~6 min:
+bare Celery moves ~250-450 tasks/s there); ``--quick``: 1 run, levels 1/10/100, 2,000 memory tasks.
 
-**Bare Celery.** The service task (``service.sync_file``) only runs for a task id that already has a DB row (the
-ledger's fenced claim); sent straight to Redis without one it is acked and ignored, which would flatter it. So the
-bare baseline is a tiny Celery app written to a temp dir (task ``bench.bare``: sleep ``rows x ROW_WORK_MS``, then
-record its finish time in Redis) run by ``celery -A`` workers we start ourselves, with the same count, concurrency,
-prefetch (1), ``acks_late``, ``ignore_result``, priority sub-queues and the same Redis through the same fault-proxy
-links as the service's workers (the service's workers are scaled to 0 meanwhile, so both get the same cores). The
-ratio ``api / bare`` is what the API, the DB ledger and the fenced claim cost end to end.
+**Bare Celery.** A target's own task cannot serve as its baseline in general (it may need state the API writes
+first: sent straight to Redis it may be acked and ignored, which would flatter it), so the bare baseline is a tiny
+Celery app written to a temp dir (task ``bench.bare``: sleep the kind's ``units x unit_ms``, then record its
+finish time in Redis) run by ``celery -A`` workers we start ourselves, with the same count, concurrency, prefetch
+(1), ``acks_late``, ``ignore_result``, priority sub-queues and the same Redis through the same fault-proxy links
+as the target's workers (the target's workers are scaled to 0 meanwhile, so both get the same cores). The ratio
+``api / bare`` is what the API and everything the target does around its task cost end to end.
 
 JSON keys (``--json FILE``), all times in seconds unless the key says ``_ms``:
 
@@ -36,20 +65,26 @@ JSON keys (``--json FILE``), all times in seconds unless the key says ``_ms``:
   ``redis_server``.
 - ``settings``: ``repeats``, ``concurrency_levels``, ``requests_per_level`` {level: requests per run},
   ``sockets_per_level`` {level: client connection-pool size}, ``throughput_tasks`` {noop, short},
-  ``worker_counts``, ``worker_concurrency``, ``memory_tasks``, ``row_work_ms_short``, ``recovery_repeats``,
-  ``bring_up_repeats``.
+  ``worker_counts``, ``worker_concurrency``, ``memory_tasks``, ``recovery_repeats``, ``bring_up_repeats``; from
+  the bench table: ``kind``, ``kind_units``, ``recovery_kind``, ``noop_env``, ``unit_ms`` (null: unknown),
+  ``bare_work_ms`` {noop, short} (the bare task's sleep; null: unknown), and ``row_work_ms_short``, the schema-1
+  name of ``unit_ms``, kept for readers of older files.
 - ``bring_up``: ``local`` {``seconds`` (median), ``runs``, ``workers``}; ``docker`` the same plus ``image`` and
   ``image_build_s`` (null when it was already built), or {``skipped``: reason}.
 - ``submit_latency``: {``celery``|``fallback``: {level as string: {``p50_ms``, ``p99_ms``, ``max_ms`` (medians over
-  runs), ``requests``, ``sockets``, ``errors`` (non-202 answers, summed), ``runs`` (per-run triples)}}}.
+  runs), ``requests``, ``sockets``, ``errors`` (non-2xx answers, summed), ``modes`` (the ``mode_field`` values
+  seen), ``runs`` (per-run triples)}} or {``skipped``: reason}}.
 - ``throughput``: {``noop``|``short``: {workers as string: {``tasks``, ``api_tasks_per_s``, ``bare_tasks_per_s``,
-  ``ratio`` (api / bare), ``api_runs``, ``bare_runs``}}}.
+  ``ratio`` (api / bare), ``api_runs``, ``bare_runs``, and ``bare_skipped`` (reason) when the baseline was not
+  run (then ``bare_tasks_per_s`` and ``ratio`` are null)}} or {``skipped``: reason}}.
 - ``recovery``: {``worker_sigkill_s`` (kill -> the next execution's started_at), ``redis_restart_s`` (Redis ready
-  -> the first celery-mode task submitted after it finishing), ``api_restart_s`` (start call -> first 200 on
-  /health), ``api_kill_to_serving_s`` (kill -> first 200)}: each {``median``, ``runs``}.
+  -> the first celery-mode task submitted after it finishing), ``api_restart_s`` (start call -> first 200 on the
+  probe path, or first accepted connection), ``api_kill_to_serving_s`` (kill -> the same)}: each {``median``,
+  ``runs``} or {``skipped``: reason}.
 - ``redis_memory``: ``bulk`` {``tasks``, ``via``, ``before_bytes``, ``after_bytes``, ``bytes_per_task`` (kept after
   they all finished), ``queued_tasks``, ``queued_bytes``, ``bytes_per_queued_task``, ``seconds``, ``tasks_per_s``}
-  and ``api`` (before/after/per task over the tasks of the latency and throughput phases, through the API).
+  and ``api`` (before/after/per task over the tasks of the latency and throughput phases: the submits the API
+  accepted plus the bare tasks sent).
 - ``gate``: {``wall_s``, ``exit_code``, ``scenarios``} or {``skipped``: reason}.
 - ``errors``: sections that could not be measured, {section: message} (exit code 2 when not empty).
 """
@@ -57,6 +92,7 @@ JSON keys (``--json FILE``), all times in seconds unless the key says ``_ms``:
 from __future__ import annotations
 
 import asyncio
+import difflib
 import importlib.metadata as md
 import json
 import math
@@ -70,25 +106,27 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from rich.console import Console
 from rich.table import Table
 
 from chaos.cluster.cleanup import mark
 from chaos.errors import BadArguments, ChaosError
-from chaos.target import TERMINAL_STATES, Target
+from chaos.target import TERMINAL_STATES, HttpContract, Target, TaskKind, explain, load_config
 
 SCHEMA = "celery-chaos-bench/1"
+BENCH_TABLE = "[tool.celery-chaos.bench]"
 BARE_QUEUE = "bench_bare"
 BARE_TASK = "bench.bare"
-SHORT_FILE, SHORT_ROWS = 1, 5  # the reference service's file 1: 5 rows
-LONG_FILE = 3  # 100 rows: long enough to be killed mid-task
 MAX_SOCKETS = 1000
+SUBMITTING = ("latency", "throughput", "memory", "recovery")  # the sections that need the target's HTTP API
 
 BARE_APP = '''\
 """Bare Celery baseline for chaos bench (written and run by chaos/bench.py)."""
@@ -131,6 +169,125 @@ def bare(key, work_s):
 '''
 
 
+# ---------------------------------------------------------------------------------------------- the bench table
+class BenchConfig(BaseModel):
+    """The ``[tool.celery-chaos.bench]`` table, as written (kinds are checked against the target by ``plan``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str | None = Field(default=None, min_length=1)  # latency and throughput submit it
+    recovery_kind: str | None = Field(default=None, min_length=1)  # the worker-SIGKILL recovery kills it mid-task
+    noop_env: dict[str, str] = Field(default_factory=dict)  # env over the target's: the work nearly free
+    unit_ms: float | None = Field(default=None, ge=0, le=3_600_000)  # one unit of work, with the target's env
+
+    @field_validator("noop_env", mode="before")
+    @classmethod
+    def _env_values(cls, v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {str(k): (str(x).lower() if isinstance(x, bool) else str(x)) if isinstance(x, (str, int, float))
+                    else x for k, x in v.items()}
+        return v
+
+
+def _explain(exc: ValidationError, table: Mapping[str, Any]) -> str:
+    """One sentence for a bad bench table (``chaos.target.explain``, named after this table and its keys)."""
+    e = exc.errors(include_url=False)[0]
+    if e["type"] == "extra_forbidden" and len(e["loc"]) == 1:
+        key = str(e["loc"][0])
+        n = len(exc.errors()) - 1
+        more = f" (and {n} more problem{'s' if n > 1 else ''})" if n else ""
+        close = difflib.get_close_matches(key, list(BenchConfig.model_fields), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{BENCH_TABLE}: unknown key {key!r}{hint}{more}"
+    return explain(exc, table, where=BENCH_TABLE).replace("[tool.celery-chaos.target", "[tool.celery-chaos.bench", 1)
+
+
+def bench_config(table: Any) -> BenchConfig:
+    """Validate a ``[tool.celery-chaos.bench]`` table (None: every default); a problem is one BadArguments sentence."""
+    if table is None:
+        return BenchConfig()
+    if isinstance(table, BenchConfig):
+        return table
+    if not isinstance(table, Mapping):
+        raise BadArguments(f"{BENCH_TABLE} must be a table, not {type(table).__name__}")
+    try:
+        return BenchConfig.model_validate(dict(table))
+    except ValidationError as exc:
+        raise BadArguments(_explain(exc, table)) from None
+
+
+def load_bench_config(pyproject: Path) -> BenchConfig:
+    """The bench table of a project's pyproject (``load_config(path)["bench"]``), or the defaults without one."""
+    return bench_config(load_config(pyproject).get("bench"))
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """The bench table resolved against a target: the kinds themselves, and what is unknown."""
+
+    kind: TaskKind
+    recovery_kind: TaskKind
+    noop_env: dict[str, str] = field(default_factory=dict)
+    unit_ms: float | None = None
+
+    @property
+    def short_work_s(self) -> float | None:
+        """The bare baseline's task duration for ``kind`` with the target's own env (None: unknown)."""
+        return None if self.unit_ms is None else self.kind.units * self.unit_ms / 1000.0
+
+    @property
+    def noop_skipped(self) -> str | None:
+        """Why there is no no-op throughput run (None: there is one)."""
+        if self.noop_env:
+            return None
+        return (f"no noop_env in {BENCH_TABLE}: the target's work is not made free, so there is no no-op run to "
+                "compare with a 0 ms bare task")
+
+    @property
+    def short_bare_skipped(self) -> str | None:
+        if self.unit_ms is not None:
+            return None
+        return (f"no unit_ms in {BENCH_TABLE}: the duration of one {self.kind.name!r} task is unknown, so the bare "
+                "baseline and the ratio cannot be computed")
+
+    def settings(self) -> dict[str, Any]:
+        short = self.short_work_s
+        return {"kind": self.kind.name, "kind_units": self.kind.units, "recovery_kind": self.recovery_kind.name,
+                "noop_env": dict(self.noop_env), "unit_ms": self.unit_ms, "row_work_ms_short": self.unit_ms,
+                "bare_work_ms": {"noop": 0.0 if self.noop_skipped is None else None,
+                                 "short": None if short is None else _r(short * 1000.0, 3)}}
+
+
+def _kind(target: Target, name: str, key: str) -> TaskKind:
+    names = [k.name for k in target.kinds]
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"it has {', '.join(map(repr, names))}"
+        raise BadArguments(f"{BENCH_TABLE} {key}: the target has no task kind {name!r} ({hint})")
+    k = target.kind(name)
+    if k.expect != "SUCCESS":
+        raise BadArguments(f"{BENCH_TABLE} {key}: task kind {name!r} is expected to fail; the bench needs one that "
+                           "succeeds")
+    return k
+
+
+def plan(target: Target, table: Any = None) -> BenchPlan:
+    """Resolve a bench table (a mapping, a ``BenchConfig`` or None) against ``target``; problems are BadArguments."""
+    cfg = bench_config(table)
+    ok = sorted((k for k in target.kinds if k.expect == "SUCCESS"), key=lambda k: k.units)
+    if not ok:
+        raise BadArguments(f"target {target.name!r} has no task kind that is expected to succeed; the bench needs one")
+    kind = _kind(target, cfg.kind, "kind") if cfg.kind else ok[0]
+    rec = _kind(target, cfg.recovery_kind, "recovery_kind") if cfg.recovery_kind else ok[-1]
+    return BenchPlan(kind=kind, recovery_kind=rec, noop_env=dict(cfg.noop_env), unit_ms=cfg.unit_ms)
+
+
+def _project_plan(target: Target) -> BenchPlan:
+    """The plan from the target's own pyproject (``target.root / "pyproject.toml"``), defaults without one."""
+    path = target.root / "pyproject.toml"
+    return plan(target, load_bench_config(path) if path.is_file() else None)
+
+
 # ---------------------------------------------------------------------------------------------- small helpers
 def _median(xs: Iterable[float]) -> float:
     xs = list(xs)
@@ -168,39 +325,110 @@ def machine_info(redis_client: Any | None = None) -> dict[str, Any]:
     return out
 
 
+def link_url(cluster: Any, link: str) -> str:
+    """The Redis URL of fault-proxy ``link`` as a process on this host reaches it (public cluster API only)."""
+    assert cluster.proxy is not None and cluster.proxy_node is not None, "cluster not started"
+    p = cluster.proxy.get(link)
+    host, port = cluster.backend.link_address(cluster.proxy_node, p.listen, from_host=True)
+    return f"redis://{host}:{port}/0"
+
+
 class _Api:
     """The target's HTTP contract as the benchmark uses it (loopback only)."""
 
-    def __init__(self, cluster: Any) -> None:
+    def __init__(self, cluster: Any, bench: BenchPlan) -> None:
         self.c = cluster
         http = cluster.target.http
-        self.http = http
+        assert isinstance(http, HttpContract), "the bench needs a target with an HTTP API"
+        self.http: HttpContract = http
+        self.plan = bench
         self.auth = {"Authorization": f"Bearer {http.token}"} if http.token else {}
         self.admin = {"Authorization": f"Bearer {http.ledger_token}"} if http.ledger_token else {}
         self.client = httpx.Client(timeout=10.0)
+        self.accepted = 0  # submits answered 2xx (the memory section's count of tasks through the API)
 
     @property
     def url(self) -> str:
         return str(self.c.api_url)
 
-    def body(self, file_id: int) -> dict[str, Any]:
-        return {"file_id": file_id, "priority": 5}
+    @property
+    def has_ledger(self) -> bool:
+        return bool(self.http.ledger_path)
 
-    def submit(self, file_id: int) -> dict[str, Any]:
-        r = self.client.post(self.url + self.http.submit_path, json=self.body(file_id), headers=self.auth)
+    def body(self, kind: TaskKind | None = None) -> dict[str, Any]:
+        """The kind's submit body, with the middle priority when the target takes one."""
+        body = dict((kind or self.plan.kind).body)
+        if self.http.priority_field:
+            lo, hi = self.http.priority_range
+            body[self.http.priority_field] = (lo + hi + 1) // 2
+        return body
+
+    def task_id(self, reply: Mapping[str, Any]) -> str:
+        tid = reply.get(self.http.task_id_field)
+        if not tid:
+            raise ChaosError(f"the submit reply has no {self.http.task_id_field!r}: {str(dict(reply))[:200]}")
+        return str(tid)
+
+    def mode(self, reply: Mapping[str, Any]) -> str | None:
+        """How a submit was accepted (``mode_field``), None when the target does not say."""
+        return str(reply.get(self.http.mode_field)) if self.http.mode_field else None
+
+    def submit(self, kind: TaskKind | None = None) -> dict[str, Any]:
+        r = self.client.request(self.http.submit_method, self.url + self.http.submit_path, json=self.body(kind),
+                                headers=self.auth)
         r.raise_for_status()
+        self.accepted += 1
         return dict(r.json())
 
+    def status(self, task_id: str) -> str | None:
+        """The task's Celery state by the status path (None: no answer yet)."""
+        r = self.client.get(self.url + self.http.status_path.format(task_id=task_id), headers=self.auth,
+                            timeout=5.0)
+        if r.status_code != 200:
+            return None
+        raw = r.json().get(self.http.status_field)
+        return None if raw is None else self.http.canonical_status(raw)
+
     def ledger(self, since: float | None = None) -> list[dict[str, Any]]:
-        assert self.http.ledger_path, "the benchmark needs the target's ledger probe"
+        if not self.http.ledger_path:
+            raise ChaosError("this measure needs the target's ledger probe (http.ledger_path)")
         params = {"since": since} if since is not None else None
         r = self.client.get(self.url + self.http.ledger_path, params=params, headers=self.admin, timeout=30.0)
         r.raise_for_status()
         return list(r.json()["tasks"])
 
-    def health(self) -> dict[str, Any]:
-        r = self.client.get(self.url + self.http.health_path, timeout=2.0)
-        return dict(r.json()) if r.status_code == 200 else {}
+    def finished_at(self, ids: Iterable[str], since: float, timeout: float = 300.0,
+                    success_only: bool = False) -> float:
+        """Epoch when the last of ``ids`` finished: the ledger's ``finished_at``, else when a status read saw it.
+
+        Without a ledger the status of the oldest unfinished task is read every 50 ms, in submission order; the
+        time a task is seen terminal is an upper bound of its finish.
+        """
+        order = list(dict.fromkeys(ids))
+        want = set(order)
+        states = ("SUCCESS",) if success_only else TERMINAL_STATES
+        if self.has_ledger:
+            def finished() -> list[dict[str, Any]] | None:
+                mine = [t for t in self.ledger(since) if t["task_id"] in want]
+                if len(mine) == len(want) and all(t["state"] in states for t in mine):
+                    return mine
+                return None
+            tasks = _wait(finished, timeout, f"{len(want)} task(s) to finish", 0.25)
+            return max(float(e["finished_at"]) for t in tasks for e in t["executions"] if e.get("finished_at"))
+        last = 0.0
+        deadline = time.monotonic() + timeout
+        while order:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {len(order)} task(s) to finish")
+            try:
+                while order and self.status(order[0]) in states:
+                    last = time.time()
+                    order.pop(0)
+            except httpx.HTTPError:
+                pass
+            if order:
+                time.sleep(0.05)
+        return last
 
     def close(self) -> None:
         self.client.close()
@@ -239,14 +467,14 @@ def _queue_backlog(cluster: Any) -> int:
 
 
 def _drain(cluster: Any, api: _Api | None, timeout: float = 180.0, broker: bool = True) -> None:
-    """Wait until Redis holds no work and (when given) no API task is unfinished.
+    """Wait until Redis holds no work and (given an API with a ledger) no task of the ledger is unfinished.
 
     After a worker SIGKILL its delivered message stays in kombu's ``unacked`` hash until the visibility timeout
-    (the ledger's sweeper re-dispatches the task meanwhile), so after faults only the ledger is waited for.
+    (a target's recovery may re-dispatch the task meanwhile), so after faults only the ledger is waited for.
     """
     if broker:
         _wait(lambda: _queue_backlog(cluster) == 0, timeout, "the broker queues to drain", 0.2)
-    if api is not None:
+    if api is not None and api.has_ledger:
         _wait(lambda: all(t["state"] in TERMINAL_STATES for t in api.ledger()), timeout,
               "every task to finish", 0.5)
 
@@ -261,10 +489,11 @@ class BareWorkers:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "bench_bare_app.py").write_text(BARE_APP)
         self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
-        self.broker_url = str(cluster._values["worker"]["redis_url"])  # the workers' proxy link, as theirs
-        self.producer_url = str(cluster._values["api"]["redis_url"])  # the API's proxy link, as the API's
+        self.broker_url = link_url(cluster, "workers_redis")  # the workers' proxy link, as theirs
+        self.producer_url = link_url(cluster, "api_redis")  # the API's proxy link, as the API's
         self.done_url = cluster.redis.url
         self._producers: dict[bool, Any] = {}
+        self.sent = 0  # tasks sent through the proxy links (not the direct bulk run)
 
     def start(self, n: int, concurrency: int, prefetch: int = 1, direct: bool = False, pool: str = "prefork",
               loglevel: str = "info") -> None:
@@ -320,6 +549,8 @@ class BareWorkers:
         """One task; pass a held kombu ``producer`` (``app.producer_or_acquire()``) to skip the pool per send."""
         self.producer(direct).send_task(BARE_TASK, args=[key, work_s], queue=BARE_QUEUE, routing_key=BARE_QUEUE,
                                         priority=4, producer=producer)
+        if not direct:
+            self.sent += 1
 
     def close(self) -> None:
         self.stop()
@@ -340,22 +571,25 @@ def _plan(level: int, quick: bool) -> int:
     return 1
 
 
-async def _latency_run(url: str, path: str, headers: dict[str, str], body: dict[str, Any], clients: int,
-                       per_client: int, sockets: int) -> tuple[list[float], int, set[str]]:
+async def _latency_run(api: _Api, clients: int, per_client: int, sockets: int) -> tuple[list[float], int, set[str]]:
     limits = httpx.Limits(max_connections=sockets, max_keepalive_connections=sockets)
     lat: list[float] = []
     errors = 0
     modes: set[str] = set()
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0, headers=headers) as cl:
+    http, body = api.http, api.body()
+    async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=60.0, headers=api.auth) as cl:
         async def one() -> None:
             nonlocal errors
             for _ in range(per_client):
                 t = time.perf_counter()
                 try:
-                    r = await cl.post(path, json=body)
-                    ok = r.status_code == 202
+                    r = await cl.request(http.submit_method, http.submit_path, json=body)
+                    ok = r.is_success
                     if ok:
-                        modes.add(str(r.json().get("mode")))
+                        api.accepted += 1
+                        mode = api.mode(r.json())
+                        if mode is not None:
+                            modes.add(mode)
                 except httpx.HTTPError:
                     ok = False
                 lat.append((time.perf_counter() - t) * 1000.0)
@@ -374,8 +608,7 @@ def measure_latency(api: _Api, levels: Iterable[int], repeats: int, quick: bool,
         errors = 0
         seen: set[str] = set()
         for _ in range(repeats):
-            lat, err, modes = asyncio.run(_latency_run(api.url, api.http.submit_path, api.auth,
-                                                       api.body(SHORT_FILE), level, per, sockets))
+            lat, err, modes = asyncio.run(_latency_run(api, level, per, sockets))
             lat.sort()
             runs.append((_pct(lat, 0.5), _pct(lat, 0.99), lat[-1]))
             errors += err
@@ -389,33 +622,44 @@ def measure_latency(api: _Api, levels: Iterable[int], repeats: int, quick: bool,
     return out
 
 
+def _fallback_latency(c: Any, api: _Api, levels: list[int], repeats: int, quick: bool,
+                      say: Callable[[str], None]) -> dict[str, Any]:
+    """Submit latency with Redis stopped: in fallback mode (``mode_field``), else once a submit is accepted."""
+    if c.target.broker_outage != "fallback":
+        return {"skipped": "the target declares broker_outage = \"fail-fast\": there is no fallback mode to measure"}
+    c.redis.stop()
+    try:
+        if api.http.mode_field:
+            _wait(lambda: api.mode(api.submit()) == "fallback", 30, "fallback mode", 0.1)
+        else:
+            _wait(api.submit, 30, "a submit accepted with Redis stopped", 0.1)
+        return measure_latency(api, levels, repeats, quick, say, "fallback")
+    finally:
+        c.redis.start()
+
+
 # ---------------------------------------------------------------------------------------------- throughput
-async def _submit_many(api: _Api, n: int, file_id: int, clients: int = 20) -> list[str]:
+async def _submit_many(api: _Api, n: int, clients: int = 20) -> list[str]:
     ids: list[str] = []
     todo = iter(range(n))
+    http, body = api.http, api.body()
     async with httpx.AsyncClient(base_url=api.url, headers=api.auth, timeout=60.0,
                                  limits=httpx.Limits(max_connections=clients)) as cl:
         async def one() -> None:
             for _ in todo:
-                r = await cl.post(api.http.submit_path, json=api.body(file_id))
+                r = await cl.request(http.submit_method, http.submit_path, json=body)
                 r.raise_for_status()
-                ids.append(r.json()[api.http.task_id_field])
+                api.accepted += 1
+                ids.append(api.task_id(r.json()))
         await asyncio.gather(*(one() for _ in range(clients)))
     return ids
 
 
-def api_throughput(api: _Api, n: int, file_id: int) -> float:
+def api_throughput(api: _Api, n: int) -> float:
     since = time.time() - 0.001
     t0 = time.time()
-    ids = set(asyncio.run(_submit_many(api, n, file_id)))
-
-    def finished() -> list[dict[str, Any]] | None:
-        mine = [t for t in api.ledger(since) if t["task_id"] in ids]
-        if len(mine) == len(ids) and all(t["state"] in TERMINAL_STATES for t in mine):
-            return mine
-        return None
-    tasks = _wait(finished, 300, f"{n} tasks to finish", 0.25)
-    end = max(e["finished_at"] for t in tasks for e in t["executions"] if e.get("finished_at"))
+    ids = asyncio.run(_submit_many(api, n))
+    end = api.finished_at(ids, since)
     return n / (end - t0)
 
 
@@ -434,24 +678,33 @@ def bare_throughput(bare: BareWorkers, cluster: Any, n: int, work_s: float) -> f
     return n / (end - t0)
 
 
-def measure_throughput(cluster: Any, api: _Api, bare: BareWorkers, n: int, work_s: float, worker_counts: list[int],
-                       repeats: int, say: Callable[[str], None], label: str) -> dict[str, Any]:
+def measure_throughput(cluster: Any, api: _Api, bare: BareWorkers, n: int, work_s: float | None,
+                       worker_counts: list[int], repeats: int, say: Callable[[str], None], label: str,
+                       bare_skipped: str | None = None) -> dict[str, Any]:
+    """API then bare throughput at each worker count; ``work_s`` None: the bare run is skipped (``bare_skipped``)."""
     out: dict[str, Any] = {}
     conc = cluster.target.worker_concurrency
     for w in worker_counts:
         _set_workers(cluster, w)
         _drain(cluster, api)
-        api_runs = [api_throughput(api, n, SHORT_FILE) for _ in range(repeats)]
-        _set_workers(cluster, 0)
-        bare.start(w, conc)
-        try:
-            bare_runs = [bare_throughput(bare, cluster, n, work_s) for _ in range(repeats)]
-        finally:
-            bare.stop()
-        a, b = _median(api_runs), _median(bare_runs)
-        out[str(w)] = {"tasks": n, "api_tasks_per_s": _r(a, 2), "bare_tasks_per_s": _r(b, 2), "ratio": _r(a / b, 3),
-                       "api_runs": [_r(x, 2) for x in api_runs], "bare_runs": [_r(x, 2) for x in bare_runs]}
-        say(f"    {label}, {w} worker(s) x{conc}: api {a:.1f}/s, bare {b:.1f}/s, ratio {a / b:.2f}")
+        api_runs = [api_throughput(api, n) for _ in range(repeats)]
+        a = _median(api_runs)
+        v: dict[str, Any] = {"tasks": n, "api_tasks_per_s": _r(a, 2), "bare_tasks_per_s": None, "ratio": None,
+                             "api_runs": [_r(x, 2) for x in api_runs], "bare_runs": []}
+        if work_s is None:
+            v["bare_skipped"] = bare_skipped or "the bare task's duration is unknown"
+            say(f"    {label}, {w} worker(s) x{conc}: api {a:.1f}/s; bare skipped ({v['bare_skipped']})")
+        else:
+            _set_workers(cluster, 0)
+            bare.start(w, conc)
+            try:
+                bare_runs = [bare_throughput(bare, cluster, n, work_s) for _ in range(repeats)]
+            finally:
+                bare.stop()
+            b = _median(bare_runs)
+            v.update(bare_tasks_per_s=_r(b, 2), ratio=_r(a / b, 3), bare_runs=[_r(x, 2) for x in bare_runs])
+            say(f"    {label}, {w} worker(s) x{conc}: api {a:.1f}/s, bare {b:.1f}/s, ratio {a / b:.2f}")
+        out[str(w)] = v
     return out
 
 
@@ -519,8 +772,9 @@ def _worker_of(cluster: Any, name: str) -> Any:
 
 
 def recover_worker_sigkill(cluster: Any, api: _Api) -> float:
+    """SIGKILL the worker running a ``recovery_kind`` task; seconds until the ledger shows it running again."""
     since = time.time() - 0.001
-    tid = api.submit(LONG_FILE)[api.http.task_id_field]
+    tid = api.task_id(api.submit(api.plan.recovery_kind))
 
     def running() -> dict[str, Any] | None:
         for t in api.ledger(since):
@@ -548,41 +802,39 @@ def recover_worker_sigkill(cluster: Any, api: _Api) -> float:
 
 
 def recover_redis_restart(cluster: Any, api: _Api) -> float:
+    """Stop and start Redis; seconds from its start to the first task submitted in celery mode finishing."""
     cluster.redis.stop()
     time.sleep(1.0)
     cluster.redis.start()
     t_start = time.time()
     since = t_start - 0.001
-    celery_ids: set[str] = set()
+    tid: str | None = None
     deadline = time.monotonic() + 60
-    while not celery_ids and time.monotonic() < deadline:
-        r = api.submit(SHORT_FILE)
-        if r.get("mode") == "celery":
-            celery_ids.add(r[api.http.task_id_field])
+    while tid is None and time.monotonic() < deadline:
+        try:
+            reply = api.submit()
+        except httpx.HTTPError:  # a fail-fast target may refuse until it has reconnected
+            reply = None
+        if reply is not None and api.mode(reply) in ("celery", None):
+            tid = api.task_id(reply)
         else:
             time.sleep(0.05)
-    if not celery_ids:
+    if tid is None:
         raise TimeoutError("the API never published to Redis again after its restart")
-
-    def done() -> float | None:
-        ends = [e["finished_at"] for t in api.ledger(since) if t["task_id"] in celery_ids and t["mode"] == "celery"
-                and t["state"] == "SUCCESS" for e in t["executions"] if e.get("finished_at")]
-        return min(ends) if ends else None
-    end = _wait(done, 120, "a task submitted after the Redis restart to finish on a worker", 0.05)
+    end = api.finished_at([tid], since, timeout=120, success_only=True)
     _drain(cluster, api, broker=False)
-    return float(end) - t_start
+    return end - t_start
 
 
 def recover_api_kill(cluster: Any, api: _Api) -> tuple[float, float]:
-    url = api.url + api.http.health_path
+    """SIGKILL the API, start it again: (start call -> serving, kill -> serving); serving = ``api_answers``."""
+    from chaos.cluster.base import api_answers
+
     t_kill = time.monotonic()
     cluster.api.kill(signal.SIGKILL)
     t_call = time.monotonic()
     cluster.api.spawn()
-
-    def up() -> bool:
-        return httpx.get(url, timeout=0.5).status_code == 200
-    _wait(up, 60, "the API to serve again", 0.01)
+    _wait(lambda: api_answers(api.url, api.http.probe_path, timeout=0.5), 60, "the API to serve again", 0.01)
     t_ok = time.monotonic()
     return t_ok - t_call, t_ok - t_kill
 
@@ -617,10 +869,13 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
               throughput_tasks: dict[str, int] | None = None, worker_counts: Iterable[int] | None = None,
               repeats: int | None = None, recovery_repeats: int | None = None, gate: bool | None = None,
               docker: bool = True, only: Iterable[str] | str | None = None,
-              bring_up_repeats: int | None = None) -> int:
+              bring_up_repeats: int | None = None, bench: Mapping[str, Any] | BenchConfig | None = None) -> int:
     """Run the benchmark, print a table on ``out``, write ``json_out``; 0 measured, 2 a section failed.
 
     ``only`` limits the run to some of ``SECTIONS`` (default: all; ``--quick`` leaves out the gate unless named).
+    ``bench`` is the ``[tool.celery-chaos.bench]`` table (default: read from the target's pyproject). Bad
+    arguments (a bad bench table, an HTTP section on a target without an HTTP API) raise BadArguments before
+    anything starts.
     """
     from chaos.cluster.cluster import Cluster
 
@@ -633,6 +888,11 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
         wanted.append("gate")
     if memory_tasks is not None and memory_tasks < 1:
         raise BadArguments(f"--memory-tasks must be at least 1, not {memory_tasks}")
+    submitting = [s for s in wanted if s in SUBMITTING]
+    if submitting and target.http is None:
+        raise BadArguments(f"chaos bench measures {', '.join(submitting)} through the target's HTTP API and target "
+                           f"{target.name!r} has none (client = {target.client!r}); use --only bring_up,gate")
+    bp = _project_plan(target) if bench is None else plan(target, bench)
     if backend != "local":
         console.print(f"bench: measurements run on the local backend; {backend!r} is only brought up for its "
                       "bring-up time")
@@ -644,7 +904,6 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
     tput_n = {**d["throughput_tasks"], **(throughput_tasks or {})}
     wcounts = list(worker_counts or d["worker_counts"])
     mem_n = memory_tasks or d["memory_tasks"]
-    short_ms = int(target.env.get("ROW_WORK_MS", "20"))
 
     def say(msg: str) -> None:
         console.print(msg, markup=False, highlight=False)
@@ -660,7 +919,7 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
                      "sockets_per_level": {str(lv): min(lv, MAX_SOCKETS) for lv in levels},
                      "throughput_tasks": tput_n, "worker_counts": wcounts,
                      "worker_concurrency": target.worker_concurrency, "memory_tasks": mem_n,
-                     "row_work_ms_short": short_ms},
+                     **bp.settings()},
         "bring_up": {}, "submit_latency": {}, "throughput": {}, "recovery": {}, "redis_memory": {}, "gate": {},
         "section_seconds": {}, "errors": {},
     }
@@ -682,26 +941,28 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
     try:
         # ---- cluster A: no-op-ish tasks -----------------------------------------------------------------------
         if {"latency", "throughput", "memory"} & set(wanted):
-            say("bench: cluster A (ROW_WORK_MS=0, 1 worker) on local ...")
-            with Cluster(target, backend="local", workers=1, env={"ROW_WORK_MS": "0"}) as c:
+            env_a = ", ".join(f"{k}={v}" for k, v in bp.noop_env.items()) or "the target's own env: no noop_env"
+            say(f"bench: cluster A ({env_a}, 1 worker) on local ...")
+            with Cluster(target, backend="local", workers=1, env=bp.noop_env or None) as c:
                 redis_node = c.redis
                 assert redis_node is not None
                 res["machine"] = machine_info(redis_node.client())
-                api = _Api(c)
+                api = _Api(c, bp)
                 bare = BareWorkers(c, tmp / "bare-a")
                 try:
                     rc = redis_node.client(timeout=5.0)
                     m0 = _mem(rc)
-                    n_before = len(api.ledger())
                     if "latency" in wanted:
                         say("  submit latency, celery mode")
                         lat = section("submit_latency.celery",
                                       lambda: measure_latency(api, levels, reps, quick, say, "celery"))
                         if lat:
                             res["submit_latency"]["celery"] = lat
-                    tp = None
-                    if "throughput" in wanted:
-                        say("  throughput, no-op-ish tasks")
+                    if "throughput" in wanted and bp.noop_skipped:
+                        res["throughput"]["noop"] = {"skipped": bp.noop_skipped}
+                        say(f"  throughput, no-op tasks: skipped ({bp.noop_skipped})")
+                    elif "throughput" in wanted:
+                        say(f"  throughput, no-op tasks ({bp.kind.name!r})")
                         tp = section("throughput.noop", lambda: measure_throughput(
                             c, api, bare, tput_n["noop"], 0.0, wcounts, reps, say, "no-op"))
                         if tp:
@@ -710,8 +971,7 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
                         _set_workers(c, 1)
                         section("drain", lambda: _drain(c, api))
                         m1 = _mem(rc)
-                        n_api = len(api.ledger()) - n_before
-                        n_bare = (tput_n["noop"] * reps * len(wcounts)) if tp else 0
+                        n_api, n_bare = api.accepted, bare.sent
                         if n_api + n_bare:
                             res["redis_memory"]["api"] = {
                                 "tasks": n_api + n_bare, "via": f"{n_api} through the API + {n_bare} bare (the "
@@ -727,16 +987,10 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
                     rc.close()
                     if "latency" in wanted:
                         say("  submit latency, fallback mode (Redis stopped)")
-
-                        def fallback() -> dict[str, Any]:
-                            redis_node.stop()
-                            try:
-                                _wait(lambda: api.submit(SHORT_FILE).get("mode") == "fallback", 30, "fallback mode",
-                                      0.1)
-                                return measure_latency(api, levels, reps, quick, say, "fallback")
-                            finally:
-                                redis_node.start()
-                        lat = section("submit_latency.fallback", fallback)
+                        lat = section("submit_latency.fallback",
+                                      lambda: _fallback_latency(c, api, levels, reps, quick, say))
+                        if lat and "skipped" in lat:
+                            say(f"    skipped: {lat['skipped']}")
                         if lat:
                             res["submit_latency"]["fallback"] = lat
                 finally:
@@ -745,16 +999,17 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
 
         # ---- cluster B: short tasks and recovery --------------------------------------------------------------
         if {"throughput", "recovery"} & set(wanted):
-            say(f"bench: cluster B (ROW_WORK_MS={short_ms}, 1 worker) on local ...")
+            say("bench: cluster B (the target's own env, 1 worker) on local ...")
             with Cluster(target, backend="local", workers=1) as c:
-                api = _Api(c)
+                api = _Api(c, bp)
                 bare = BareWorkers(c, tmp / "bare-b")
                 try:
                     if "throughput" in wanted:
-                        say("  throughput, short tasks")
+                        work = "unknown" if bp.short_work_s is None else f"{bp.short_work_s * 1000:.0f} ms"
+                        say(f"  throughput, short tasks ({bp.kind.name!r}, bare task {work})")
                         tp = section("throughput.short", lambda: measure_throughput(
-                            c, api, bare, tput_n["short"], SHORT_ROWS * short_ms / 1000.0, wcounts, reps, say,
-                            "short"))
+                            c, api, bare, tput_n["short"], bp.short_work_s, wcounts, reps, say, "short",
+                            bp.short_bare_skipped))
                         if tp:
                             res["throughput"]["short"] = tp
                     if "recovery" in wanted:
@@ -809,11 +1064,16 @@ def measure_recovery(c: Any, api: _Api, repeats: int, section: Callable[[str, Ca
                      say: Callable[[str], None]) -> dict[str, Any]:
     rec: dict[str, list[float]] = {"worker_sigkill_s": [], "redis_restart_s": [], "api_restart_s": [],
                                    "api_kill_to_serving_s": []}
+    skipped: dict[str, str] = {}
+    if not api.has_ledger:
+        skipped["worker_sigkill_s"] = ("needs the target's ledger (http.ledger_path) to see which worker runs the "
+                                       "task and when it runs again")
     for _ in range(repeats):
-        v = section("recovery.worker_sigkill", lambda: recover_worker_sigkill(c, api))
-        if v is not None:
-            rec["worker_sigkill_s"].append(v)
-        c.heal()
+        if "worker_sigkill_s" not in skipped:
+            v = section("recovery.worker_sigkill", lambda: recover_worker_sigkill(c, api))
+            if v is not None:
+                rec["worker_sigkill_s"].append(v)
+            c.heal()
         v = section("recovery.redis_restart", lambda: recover_redis_restart(c, api))
         if v is not None:
             rec["redis_restart_s"].append(v)
@@ -825,7 +1085,10 @@ def measure_recovery(c: Any, api: _Api, repeats: int, section: Callable[[str, Ca
         c.heal()
     out: dict[str, Any] = {}
     for k, xs in rec.items():
-        if xs:
+        if k in skipped:
+            out[k] = {"skipped": skipped[k]}
+            say(f"    {k}: skipped ({skipped[k]})")
+        elif xs:
             out[k] = {"median": _r(_median(xs), 3), "runs": [_r(x, 3) for x in xs]}
             say(f"    {k}: {_median(xs):.2f}s (runs {[round(x, 2) for x in xs]})")
     return out
@@ -892,20 +1155,27 @@ def render_table(res: dict[str, Any]) -> Table:
     t.add_column("case")
     t.add_column("value", justify="right")
     for mode, levels in res.get("submit_latency", {}).items():
+        if "skipped" in levels:
+            t.add_row(f"submit latency, {mode}", "", f"skipped: {levels['skipped']}")
+            continue
         for lv, v in levels.items():
             t.add_row(f"submit latency, {mode}", f"{lv} concurrent ({v['sockets']} sockets)",
                       f"p50 {v['p50_ms']:.1f} / p99 {v['p99_ms']:.1f} / max {v['max_ms']:.1f} ms"
                       + (f", {v['errors']} errors" if v["errors"] else ""))
     for kind, by_w in res.get("throughput", {}).items():
+        if "skipped" in by_w:
+            t.add_row(f"throughput, {kind}", "", f"skipped: {by_w['skipped']}")
+            continue
         for w, v in by_w.items():
+            bare = (f"bare {v['bare_tasks_per_s']:.1f}/s, ratio {v['ratio']:.2f}" if v.get("ratio") is not None
+                    else "bare skipped, ratio n/a")
             t.add_row(f"throughput, {kind}", f"{w} worker(s) x{res['settings']['worker_concurrency']}, "
-                      f"{v['tasks']} tasks", f"api {v['api_tasks_per_s']:.1f}/s, bare {v['bare_tasks_per_s']:.1f}/s, "
-                      f"ratio {v['ratio']:.2f}")
+                      f"{v['tasks']} tasks", f"api {v['api_tasks_per_s']:.1f}/s, {bare}")
     labels = {"worker_sigkill_s": "worker SIGKILL -> task running again",
               "redis_restart_s": "Redis start -> a new task done on a worker",
-              "api_restart_s": "API start -> first 200", "api_kill_to_serving_s": "API SIGKILL -> first 200"}
+              "api_restart_s": "API start -> serving", "api_kill_to_serving_s": "API SIGKILL -> serving"}
     for k, v in res.get("recovery", {}).items():
-        t.add_row("recovery", labels.get(k, k), f"{v['median']:.2f} s")
+        t.add_row("recovery", labels.get(k, k), f"skipped: {v['skipped']}" if "skipped" in v else f"{v['median']:.2f} s")
     for k, v in res.get("redis_memory", {}).items():
         t.add_row("Redis used_memory", f"{k}: {v['tasks']:,} tasks finished",
                   f"{v['before_bytes'] / 2**20:.2f} -> {v['after_bytes'] / 2**20:.2f} MiB, "

@@ -15,13 +15,12 @@ from rich.console import Console
 from chaos.bench import SCHEMA, run_bench
 from chaos.target import load_target
 
-pytestmark = pytest.mark.slow
-
 
 def _positive(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
+@pytest.mark.slow
 def test_bench_quick_writes_every_documented_key(tmp_path: Path) -> None:
     out_file = tmp_path / "bench.json"
     console = Console(file=open(tmp_path / "progress.txt", "w"), width=120)  # noqa: SIM115
@@ -41,8 +40,12 @@ def test_bench_quick_writes_every_documented_key(tmp_path: Path) -> None:
         assert m.get(key) not in (None, "", "?"), key
     s = res["settings"]
     for key in ("repeats", "concurrency_levels", "requests_per_level", "sockets_per_level", "throughput_tasks",
-                "worker_counts", "worker_concurrency", "memory_tasks", "row_work_ms_short", "bring_up_repeats"):
+                "worker_counts", "worker_concurrency", "memory_tasks", "row_work_ms_short", "bring_up_repeats",
+                "kind", "kind_units", "recovery_kind", "noop_env", "unit_ms", "bare_work_ms"):
         assert key in s, key
+    # the reference's [tool.celery-chaos.bench] table, as the JSON reports it
+    assert s["kind"] == "small" and s["recovery_kind"] == "large" and s["unit_ms"] == s["row_work_ms_short"] == 20
+    assert s["bare_work_ms"] == {"noop": 0.0, "short": 100.0} and s["noop_env"]
     assert _positive(res["bring_up"]["local"]["seconds"]) and res["bring_up"]["local"]["workers"] == 2
     assert "skipped" in res["bring_up"]["docker"] and "skipped" in res["gate"]
     for mode in ("celery", "fallback"):
@@ -70,6 +73,7 @@ def test_bench_quick_writes_every_documented_key(tmp_path: Path) -> None:
     assert "chaos bench" in (tmp_path / "table.txt").read_text()
 
 
+@pytest.mark.slow
 def test_bench_only_runs_the_named_sections(tmp_path: Path) -> None:
     out_file = tmp_path / "bench.json"
     console = Console(file=open(tmp_path / "progress.txt", "w"), width=120)  # noqa: SIM115
@@ -84,6 +88,7 @@ def test_bench_only_runs_the_named_sections(tmp_path: Path) -> None:
     assert list(res["redis_memory"]) == ["bulk"] and res["redis_memory"]["bulk"]["tasks"] == 300
 
 
+@pytest.mark.slow
 @pytest.mark.docker
 def test_docker_bring_up_builds_the_image_when_missing_and_reports_it() -> None:
     from chaos.bench import measure_docker_bring_up
