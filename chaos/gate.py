@@ -97,6 +97,7 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
     todo = scenarios if scenarios is not None else [build(n, target, profile.check_overrides)
                                                     for n in profile.scenarios]
     entries: list[dict[str, Any]] = []
+    order = {s.name: i for i, s in enumerate(todo)}  # the report lists scenarios in the profile's order
     for s in list(todo):
         s.seed = seed
         s.replay = s.replay or replay_command(s.name, seed, selector, backend)
@@ -168,6 +169,7 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
         except Exception:  # noqa: BLE001
             pass
         cluster.close()
+    entries.sort(key=lambda e: order.get(e["name"], len(order)))
     report = build_report(entries, profile=profile.name, seed=seed, backend=backend,
                           target=target_label or target.name, versions=vers, started=started,
                           duration=time.monotonic() - t0, extra=extra)

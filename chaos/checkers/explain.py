@@ -28,9 +28,11 @@ def stuck_hint(status: str | None, faults: Iterable[str]) -> str:
                 f"x unacked_restore_throttle seconds, about 100 s by default): set a visibility_timeout longer "
                 f"than your longest task but shorter than the time you can wait, and lower the sweep.")
     if names & set(BROKER_FAULTS):
-        return ("It most likely never reached a worker: a broker restart without persistence drops queued "
-                "messages, and a worker without broker_connection_retry stops consuming after the outage. "
-                "Check that Redis persists (appendonly) and that workers reconnect.")
+        return ("It was most likely among the messages a worker had already taken (prefetched: with "
+                "task_acks_late off, Celery's default, they are acknowledged on receipt) when its broker "
+                "connection broke; the worker drops them when it reconnects. Set task_acks_late=True and "
+                "worker_prefetch_multiplier=1. Other causes: a broker restarted without persistence drops its "
+                "queues (Redis appendonly), and a worker without broker_connection_retry stops consuming.")
     if names & set(LINK_FAULTS):
         return ("It most likely went down with a worker's broker connection: messages a worker has already "
                 "taken (prefetched, acknowledged on receipt under Celery's default task_acks_late=False) are "
