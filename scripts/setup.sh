@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Prepare a fresh Debian/Ubuntu machine for celery-chaos: system packages, the Python package, and (where
-# Docker can run) a Docker daemon and the offline images of the reference target. Idempotent; run as root.
+# Prepare a fresh Debian/Ubuntu machine for celery-chaos: system packages (redis-server, docker.io,
+# debootstrap, chromium), the Python package, and (where Docker can run) a Docker daemon and the offline images
+# of the reference target. Idempotent; run as root. It starts nothing but a Docker daemon when none answers, and
+# stops or kills nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +10,8 @@ need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+# the HTML report is checked in a real headless browser (tests/report)
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

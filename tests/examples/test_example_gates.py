@@ -1,0 +1,50 @@
+"""The example apps under the gate, as a user runs it (``chaos run`` in the app's own directory): the
+tutorial-style app fails for its real defects only, the hardened one passes the same scenarios."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.chaos]
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ["submit-status-cancel", "worker-sigkill", "pool-child-kill", "redis-pause", "durable-revoke"]
+# What the tutorial app really does wrong under these faults (see examples/tutorial/README.md); nothing else.
+TRUE_DEFECTS = {"availability/read-failed", "stuck/stuck", "lost/failed-unexpectedly", "availability/hung"}
+
+
+def gate(app: str, report: Path) -> tuple[int, dict]:
+    r = subprocess.run([sys.executable, "-m", "chaos.cli", "run", *SCENARIOS, "--seed", "7", "--report",
+                        str(report)], cwd=ROOT / "examples" / app, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "PYTHONPATH": ""})
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    return r.returncode, json.loads((report / "report.json").read_text())
+
+
+def test_the_tutorial_app_fails_for_its_real_defects_only(tmp_path):
+    code, report = gate("tutorial", tmp_path)
+    assert code == 1, report
+    by_name = {s["name"]: s for s in report["scenarios"]}
+    kinds = {f"{f['checker']}/{f['kind']}" for s in report["scenarios"] for f in s["findings"]}
+    assert kinds <= TRUE_DEFECTS, kinds
+    # the status endpoint answers 500 for a failed task (its result is an exception JSON cannot carry)
+    assert any(f["kind"] == "read-failed" for f in by_name["submit-status-cancel"]["findings"])
+    # acks early (Celery's default): the SIGKILLed worker's tasks are gone
+    assert any(f["kind"] == "stuck" and "task_acks_late" in f["message"]
+               for f in by_name["worker-sigkill"]["findings"])
+    # no cancel declared: the revoke scenario is n/a with the reason, never passed vacuously
+    assert by_name["durable-revoke"]["verdict"] == "n/a"
+    assert "declares no cancel" in by_name["durable-revoke"]["reasons"][0]
+    assert report["versions"]["celery"]  # the target's own Celery, read from its interpreter
+
+
+def test_the_hardened_app_passes_the_same_scenarios(tmp_path):
+    code, report = gate("hardened", tmp_path)
+    failing = {s["name"]: [f["message"] for f in s["findings"]] for s in report["scenarios"] if s["findings"]}
+    assert code == 0, failing
+    assert {s["verdict"] for s in report["scenarios"]} == {"pass", "n/a"}
