@@ -42,6 +42,23 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(BadArguments.exit_code)
 
 
+def _bounded(lo: int, hi: int) -> Any:
+    """An argparse type: an integer in [lo, hi], else one sentence (exit 254)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {lo} to {hi}")
+        return value
+
+    return parse
+
+
+WORKERS = _bounded(1, 64)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("local", "docker"), default=None, help="local processes or containers")
     p.add_argument("--target", default=None, help="a named target from [tool.celery-chaos.targets] "
@@ -56,21 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="bring the target up and hold it until Ctrl-C")
     _common(p)
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--workers", type=WORKERS, default=None, help="1 to 64 (default: the target's)")
 
     p = sub.add_parser("run", help="run named scenarios (or 'property', or a saved --scenario-file)")
     _common(p)
     p.add_argument("scenarios", nargs="*", help="scenario names; 'list' to list them")
     p.add_argument("--scenario-file", type=Path, action="append", default=[], help="replay a saved scenario")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--budget", type=int, default=4, help="Hypothesis examples for 'property'")
+    p.add_argument("--seed", type=_bounded(0, 2**63 - 1), default=None)
+    p.add_argument("--budget", type=_bounded(1, 1000), default=4, help="Hypothesis examples for 'property'")
     p.add_argument("--report", type=Path, default=Path("chaos-report"))
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--workers", type=WORKERS, default=None, help="1 to 64 (default: the target's)")
 
     p = sub.add_parser("gate", help="the pre-release gate: run a profile, write reports, exit 0/1/2")
     _common(p)
     p.add_argument("--profile", default="default")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=_bounded(0, 2**63 - 1), default=None)
     p.add_argument("--report", type=Path, default=Path("chaos-report"))
     p.add_argument("--canaries", action="store_true", help="run the profile against every canary as well")
 
@@ -175,7 +192,6 @@ def _print_summary(report: dict[str, Any], paths: dict[str, Path]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from chaos.gate import Profile, run_gate
-    from chaos.runner import Scenario
     from chaos.scenarios import SCENARIOS, build
 
     if args.scenarios == ["list"]:
@@ -188,10 +204,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     names = [n for n in args.scenarios if n != "property"]
     scenarios = [build(n, target) for n in names]
     for f in args.scenario_file:
-        try:
-            scenarios.append(Scenario.from_dict(json.loads(f.read_text())))
-        except (OSError, ValueError, KeyError) as exc:
-            raise BadArguments(f"cannot read scenario file {f}: {exc}") from None
+        scenarios.append(read_scenario_file(f, target))
     props = args.budget if "property" in args.scenarios else 0
     if not scenarios and not props:
         raise BadArguments("name at least one scenario (see `chaos run list`), 'property', or --scenario-file")
@@ -200,6 +213,33 @@ def cmd_run(args: argparse.Namespace) -> int:
                        scenarios=scenarios, progress=say, selector=args.target)
     _print_summary(outcome.report, outcome.paths)
     return outcome.exit_code
+
+
+def read_scenario_file(path: Path, target: Target) -> Any:
+    """A saved scenario (``replay/*.json``), checked against the target: one sentence for anything wrong."""
+    from chaos.nemesis import FAULTS
+    from chaos.runner import Scenario
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BadArguments(f"cannot read scenario file {path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("plans"), list):
+        raise BadArguments(f"scenario file {path} must be a JSON object with a \"name\" string and a \"plans\" list "
+                           f"(as written to replay/ by a run)")
+    bad_plan = next((p for p in data["plans"] if not isinstance(p, dict) or "kind" not in p), None)
+    if bad_plan is not None:
+        raise BadArguments(f"scenario file {path}: every plan needs a \"kind\" (found {bad_plan!r})")
+    try:
+        scenario = Scenario.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise BadArguments(f"scenario file {path} is not a scenario: {exc}") from None
+    for plan in scenario.plans:
+        target.kind(plan.kind)  # an unknown kind is one sentence
+    unknown = sorted({f.kind for f in scenario.schedule if f.kind not in FAULTS})
+    if unknown:
+        raise BadArguments(f"scenario file {path} names unknown faults {unknown}; known: {', '.join(FAULTS)}")
+    return scenario
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -233,12 +273,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise BadArguments(f"cannot read {args.history}: {exc}") from None
     meta = history.meta
-    cfg = CheckConfig.from_dict((meta.config or {}).get("check", {})) if meta else CheckConfig()
+    check = (meta.config or {}).get("check", {}) if meta and isinstance(meta.config, dict) else {}
+    try:
+        cfg = CheckConfig.from_dict(check if isinstance(check, dict) else {})
+    except (TypeError, ValueError) as exc:
+        raise BadArguments(f"{args.history}: its meta line has a bad check config ({exc})") from None
     if args.duplicates_allowed:
         from dataclasses import replace
 
         cfg = replace(cfg, duplicates_allowed=True)
+    if not history.meta and not history.ops:
+        raise BadArguments(f"{args.history} holds no celery-chaos history ({len(history.load_warnings)} line(s) "
+                           f"skipped)")
     verdict = check_all(history, cfg)
+    for w in history.load_warnings[:5]:
+        say(f"chaos check: {w}")
+    if history.load_warnings:
+        say(f"chaos check: skipped {len(history.load_warnings)} unreadable line(s) of {args.history}")
     if args.json:
         out.print_json(json.dumps(verdict.to_dict(), default=str))
     else:

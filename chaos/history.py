@@ -381,7 +381,7 @@ class History:
     @classmethod
     def load(cls, path: str | Path) -> History:
         """Read a JSONL history. A torn or unreadable line is skipped and reported in ``load_warnings``."""
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8", errors="replace") as fh:
             return cls._from_lines(fh, str(path))
 
     @classmethod
@@ -393,8 +393,11 @@ class History:
             if not line:
                 continue
             try:
-                events.append(event_from_dict(json.loads(line)))
-            except (ValueError, TypeError) as exc:
+                data = json.loads(line)
+                if not isinstance(data, dict):
+                    raise ValueError(f"a {type(data).__name__}, not an event object")
+                events.append(event_from_dict(data))
+            except (ValueError, TypeError, AttributeError) as exc:
                 warnings.append(f"{source}:{lineno}: skipped ({exc})")
         return cls(events, warnings)
 

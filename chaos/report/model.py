@@ -134,9 +134,15 @@ def write_json(report: dict[str, Any], path: Path) -> None:
 
 
 def load_json(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text())
-    if not str(data.get("schema", "")).startswith("celery-chaos/report@"):
+    """A report.json written by a run; anything else is a ValueError with one sentence."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("celery-chaos/report@"):
         raise ValueError(f"{path} is not a celery-chaos report")
+    if not isinstance(data.get("scenarios"), list) or not all(isinstance(s, dict) for s in data["scenarios"]):
+        raise ValueError(f"{path} has no scenarios list")
     return data
 
 
