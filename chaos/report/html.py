@@ -217,11 +217,17 @@ def render_html(report: dict[str, Any], report_dir: Path, threshold_ms: float = 
                "<th>submit p99</th><th>throughput</th><th>recovery</th><th>why (n/a, undecided)</th></tr>")
     for s in report["scenarios"]:
         faults = ", ".join(sorted({f["name"] for f in s["faults"]})) or "none"
-        why = "<br>".join(html.escape(r) for r in s.get("reasons", []))
+        shown = [r for r in s.get("reasons", []) if s["verdict"] == "n/a" or " n/a: " not in r]
+        why = "<br>".join(html.escape(r) for r in shown)
         out.append(f"<tr><td><a href='#{html.escape(s['name'])}'>{html.escape(s['name'])}</a></td>"
                    f"<td>{_badge(s['verdict'])}</td><td>{html.escape(faults)}</td><td>{len(s['findings'])}</td>"
                    f"{_metrics_row(s.get('metrics', {}))}<td class='muted'>{why}</td></tr>")
     out.append("</table>")
+    abstained = sorted({r for s in report["scenarios"] if s["verdict"] != "n/a" for r in s.get("reasons", [])
+                        if " n/a: " in r})
+    if abstained:
+        out.append("<p class='muted'>Checkers that could not judge some scenarios (they abstain; the others "
+                   "decide): " + "; ".join(html.escape(r) for r in abstained) + "</p>")
     if report.get("canaries"):
         out.append(_canary_table(report["canaries"]))
     out.append("<p class='legend'>" + "".join(
