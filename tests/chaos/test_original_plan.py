@@ -42,7 +42,7 @@ def test_health_answers_ok(chaos_cluster):
     """Row 1 of the plan: /health answers 200, and says ok once the workers have reported in."""
     deadline = time.monotonic() + 15
     while True:
-        r = httpx.get(chaos_cluster.api_url + chaos_cluster.target.http.health_path, timeout=5)
+        r = httpx.get(chaos_cluster.api_url + chaos_cluster.target.http.probe_path, timeout=5)
         assert r.status_code == 200
         body = r.json()
         if body.get("status") == "ok" or time.monotonic() > deadline:

@@ -68,7 +68,7 @@ def wait_service_ok(c, timeout: float = 60.0) -> dict:
     h: dict = {}
     while time.monotonic() < deadline:
         try:
-            h = httpx.get(c.api_url + c.target.http.health_path, timeout=2).json()
+            h = httpx.get(c.api_url + c.target.http.probe_path, timeout=2).json()
             if h.get("status") == "ok":
                 return h
         except httpx.HTTPError:
@@ -227,13 +227,13 @@ def test_api_restart_rereads_its_endpoint(healthy) -> None:
     c.api.restart()
     new = c.api.endpoint
     assert new.host == "127.0.0.1"
-    assert httpx.get(new.url + c.target.http.health_path, timeout=5).status_code == 200
+    assert httpx.get(new.url + c.target.http.probe_path, timeout=5).status_code == 200
     assert c.api_url == new.url
     tid = submit(c.api_url)
     assert wait_status(c.api_url, tid) == "SUCCESS"
     if new.port != old.port:  # the usual case with random host ports
         with pytest.raises(httpx.HTTPError):
-            httpx.get(old.url + c.target.http.health_path, timeout=2)
+            httpx.get(old.url + c.target.http.probe_path, timeout=2)
 
 
 def test_redis_without_persistence_is_empty_after_restart_and_close_cleans_up() -> None:
