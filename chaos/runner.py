@@ -19,6 +19,7 @@ from chaos.checkers import CheckConfig
 from chaos.checkers.compose import Verdict, check_all
 from chaos.checkers.config import for_target
 from chaos.errors import ChaosError, ClusterError
+from chaos.health_watch import HealthWatch
 from chaos.history import History, Meta, Recorder
 from chaos.nemesis import FaultSpec, Nemesis
 from chaos.probes import fetch_ledger
@@ -181,6 +182,8 @@ def run_scenario(cluster: Cluster, scenario: Scenario, report_dir: Path | None =
             wl_error.append(exc)
 
     thread = threading.Thread(target=drive, name=f"workload-{scenario.name}", daemon=True)
+    watch = HealthWatch(cluster.target, lambda: cluster.api_url, recorder)
+    watch.start()  # only for targets that declare what their health endpoint says during an outage
     thread.start()
     stop = threading.Event()
     try:
@@ -193,6 +196,7 @@ def run_scenario(cluster: Cluster, scenario: Scenario, report_dir: Path | None =
         last_submit = workload.t0 + max((p.at for p in scenario.plans), default=0.0)
         workload.quiesce_deadline = max(time.monotonic(), last_submit) + scenario.quiesce
         thread.join(scenario.quiesce + max((p.at for p in scenario.plans), default=0.0) + 120)
+        watch.stop()
         if thread.is_alive():
             raise ClusterError("the workload did not finish after its quiesce deadline")
         if wl_error:
@@ -210,6 +214,7 @@ def run_scenario(cluster: Cluster, scenario: Scenario, report_dir: Path | None =
             if not w.alive():
                 recorder.note(f"{w.name} was not running at the end: it exited on its own, not by a fault")
     finally:
+        watch.stop()
         recorder.close()
         if report_dir is not None:
             cluster.keep_logs(report_dir / "logs" / scenario.name)

@@ -15,6 +15,7 @@ from chaos.checkers import (
     availability,
     duplicated,
     fallback_parity,
+    health,
     lost,
     revoked_ran,
     stuck,
@@ -36,6 +37,7 @@ REGISTRY: dict[str, Checker] = {
     transitions.NAME: transitions.check,
     fallback_parity.NAME: fallback_parity.check,
     availability.NAME: availability.check,
+    health.NAME: health.check,
 }
 
 EXIT_CODES = {True: 0, False: 1, UNKNOWN: 2}

@@ -24,6 +24,8 @@ class CheckConfig:
     ``broker_outage``: "fail-fast" (an error answer is correct while the broker is down) or "fallback".
     ``answer_within_s``: a submit during a fault must be answered (success or error) within this; longer is a hang.
     ``not_applicable``: checker name -> why it cannot judge this target (it abstains, the reason is reported).
+    ``health_degraded`` / ``health_healthy``: what the health endpoint must say during a broker outage / after
+    the heal (field -> accepted value or values), ``health_settle_s`` after the change.
     """
 
     duplicates_allowed: bool = False
@@ -38,6 +40,9 @@ class CheckConfig:
     broker_outage: str = "fail-fast"
     answer_within_s: float | None = None
     not_applicable: Mapping[str, str] = field(default_factory=dict)
+    health_degraded: Mapping[str, Any] = field(default_factory=dict)
+    health_healthy: Mapping[str, Any] = field(default_factory=dict)
+    health_settle_s: float = 1.0
 
     def is_terminal(self, state: str | None) -> bool:
         return state is not None and state in self.terminal_states
@@ -46,6 +51,8 @@ class CheckConfig:
         d = asdict(self)
         d["terminal_states"] = list(self.terminal_states)
         d["not_applicable"] = dict(self.not_applicable)
+        d["health_degraded"] = dict(self.health_degraded)
+        d["health_healthy"] = dict(self.health_healthy)
         return d
 
     @classmethod
@@ -70,6 +77,9 @@ def for_target(config: CheckConfig, target: Any) -> CheckConfig:
         na["revoked_ran"] = str(target.supports("cancel"))
     if target.supports("fallback") is not None:
         na["fallback_parity"] = str(target.supports("fallback"))
+    health = target.http.health if target.http is not None else None
+    if health is not None:
+        config = replace(config, health_degraded=dict(health.degraded), health_healthy=dict(health.healthy))
     return replace(config, duplicates_allowed=config.duplicates_allowed or target.at_least_once,
                    unknown_ids=target.unknown_ids, broker_outage=target.broker_outage,
                    answer_within_s=target.broker_outage_within_s, not_applicable=na)
