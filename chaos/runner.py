@@ -23,7 +23,7 @@ from chaos.health_watch import HealthWatch
 from chaos.history import History, Meta, Recorder
 from chaos.nemesis import FaultSpec, Nemesis
 from chaos.probes import fetch_ledger
-from chaos.workload import TaskPlan, Workload
+from chaos.workload import TaskPlan, for_cluster
 
 if TYPE_CHECKING:
     from chaos.cluster.cluster import Cluster
@@ -43,7 +43,7 @@ class Scenario:
     seed: int | None = None
     replay: str | None = None
     unknown_probes: int = 0  # status reads of never-submitted ids (judged by the target's unknown_ids promise)
-    request_timeout: float = 5.0  # the client's patience per HTTP request; slower counts as unknown (info)
+    request_timeout: float = 5.0  # the client's patience per request (HTTP or Celery); slower counts as unknown
     requires: tuple[str, ...] = ()  # target capabilities it needs (Target.supports); without them it is n/a
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,8 +169,8 @@ def run_scenario(cluster: Cluster, scenario: Scenario, report_dir: Path | None =
     meta = Meta(scenario=scenario.name, seed=scenario.seed, target=cluster.target.name,
                 config=scenario.to_dict(), versions=versions(cluster), replay=scenario.replay)
     recorder = Recorder(hist_path, meta)
-    workload = Workload(cluster.target, lambda: cluster.api_url, recorder, concurrency=scenario.concurrency,
-                        request_timeout=scenario.request_timeout)
+    workload = for_cluster(cluster, recorder, concurrency=scenario.concurrency,
+                           request_timeout=scenario.request_timeout)
     nemesis = Nemesis(cluster, recorder)
     errors: list[str] = []
     wl_error: list[BaseException] = []

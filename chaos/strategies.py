@@ -23,6 +23,7 @@ DEFAULT_FAULTS = (
     "kill-api", "restart-api",
 )
 LINK_NODES = ("workers_redis", "api_redis")
+API_FAULTS = tuple(k for k, f in FAULTS.items() if f.targets == "api")  # kill-api, term-api, restart-api
 
 
 def tenths(lo: float, hi: float) -> st.SearchStrategy[float]:
@@ -42,11 +43,18 @@ def task_plans(target: Target, *, min_tasks: int = 1, max_tasks: int = 12, horiz
 
 
 def fault_specs(*, kinds: Sequence[str] = DEFAULT_FAULTS, workers: int = 2, horizon: float = 3.0,
-                max_duration: float = 3.0) -> st.SearchStrategy[FaultSpec]:
-    """One fault: which, on which node or link, when, for how long."""
+                max_duration: float = 3.0, api: bool = True) -> st.SearchStrategy[FaultSpec]:
+    """One fault: which, on which node or link, when, for how long.
+
+    ``api=False`` (a target without an HTTP API, ``cluster.api is None``) leaves out the faults of the API node.
+    """
     unknown = [k for k in kinds if k not in FAULTS]
     if unknown:
         raise ValueError(f"unknown faults {unknown}")
+    if not api:
+        kinds = [k for k in kinds if k not in API_FAULTS]
+        if not kinds:
+            raise ValueError("every fault given targets the API node, and the target has no API")
 
     def node_for(kind: str) -> st.SearchStrategy[str]:
         t = FAULTS[kind].targets
@@ -62,7 +70,9 @@ def fault_specs(*, kinds: Sequence[str] = DEFAULT_FAULTS, workers: int = 2, hori
 
 
 def schedules(*, max_faults: int = 3, overlapping: bool = True, **kw: object) -> st.SearchStrategy[list[FaultSpec]]:
-    """A fault schedule. Without ``overlapping``, each fault starts after the previous one has healed."""
+    """A fault schedule. Without ``overlapping``, each fault starts after the previous one has healed.
+
+    Keywords go to ``fault_specs`` (``kinds``, ``workers``, ``horizon``, ``max_duration``, ``api``)."""
     faults = st.lists(fault_specs(**kw), min_size=0, max_size=max_faults)  # type: ignore[arg-type]
     if overlapping:
         return faults.map(lambda fs: sorted(fs, key=lambda f: f.at))

@@ -3,6 +3,10 @@
 Each task plan is one Jepsen "process": its ops (submit, cancel, status polls, the final drain read) run one
 after another, so every invoke has exactly one completion. Outcomes follow Jepsen: ``ok`` it happened, ``fail``
 it certainly did not (a 4xx, a refused connection), ``info`` nobody knows (a timeout, a reset, a 5xx).
+
+``BaseWorkload`` is the run (plans, cancels, polls, the drain) whatever the client speaks; ``Workload`` speaks
+HTTP, ``chaos.celery_client.CeleryWorkload`` speaks Celery (``client = "celery"``, no API); ``for_cluster``
+picks the one the target declares.
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from chaos.errors import BadArguments
 from chaos.history import Recorder
 from chaos.target import TERMINAL_STATES, Target
+
+if TYPE_CHECKING:
+    from chaos.cluster.cluster import Cluster
 
 
 @dataclass(frozen=True)
@@ -48,16 +55,16 @@ def classify(exc: BaseException) -> str:
     return "info"
 
 
-class Workload:
-    """Runs task plans against a target; ``quiesce_deadline`` ends the polling (set by the runner)."""
+class BaseWorkload:
+    """Runs task plans against a target; ``quiesce_deadline`` ends the polling (set by the runner).
 
-    def __init__(self, target: Target, base_url: Callable[[], str], recorder: Recorder, *,
-                 concurrency: int = 10, request_timeout: float = 5.0, poll_interval: float = 0.25) -> None:
+    Subclasses implement the three operations (``submit``, ``status``, ``cancel``) and ``_session``, the client
+    state one event loop shares; everything else (timing, cancels, polling, the drain) is common.
+    """
+
+    def __init__(self, target: Target, recorder: Recorder, *, concurrency: int = 10, request_timeout: float = 5.0,
+                 poll_interval: float = 0.25) -> None:
         self.target = target
-        if target.http is None:
-            raise BadArguments(f"target {target.name!r} has no [tool.celery-chaos.target.http] table")
-        self.http = target.http
-        self.base_url = base_url
         self.recorder = recorder
         self.concurrency = concurrency
         self.request_timeout = request_timeout
@@ -69,7 +76,111 @@ class Workload:
         self.acknowledged: dict[str, int] = {}  # task id -> process
         self.last_status: dict[str, str] = {}
         self._sem: asyncio.Semaphore | None = None
+
+    # operations (per client) -------------------------------------------------------------------------------
+    async def submit(self, process: int, plan: TaskPlan) -> str | None:
+        raise NotImplementedError
+
+    async def status(self, process: int, task_id: str, f: str = "status", probe: str | None = None) -> str | None:
+        raise NotImplementedError
+
+    async def cancel(self, process: int, task_id: str) -> bool:
+        raise NotImplementedError
+
+    def keyed(self, plan: TaskPlan) -> bool:
+        """The plan's submit carries an idempotency key, so retrying a failed or unknown submit is safe."""
+        return False
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[None]:
+        """The client and the concurrency bound every operation of one event loop shares."""
+        self._sem = asyncio.Semaphore(self.concurrency)
+        yield
+
+    # the run ----------------------------------------------------------------------------------------------------
+    async def _one(self, process: int, plan: TaskPlan) -> None:
+        delay = self.t0 + plan.at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task_id = None
+        while task_id is None:
+            task_id = await self.submit(process, plan)
+            if task_id is not None or time.monotonic() > self.quiesce_deadline:
+                break
+            if not self.keyed(plan):
+                return  # a failed or unknown submit without a key is not retried (it may exist: info)
+            await asyncio.sleep(self.poll_interval)  # with a key, retrying is safe: that is what keys are for
+        if task_id is None:
+            return
+        acked = time.monotonic()
+        cancelled = plan.cancel_after is None
+        while time.monotonic() < self.quiesce_deadline:
+            if not cancelled and time.monotonic() - acked >= (plan.cancel_after or 0.0):
+                await self.cancel(process, task_id)
+                cancelled = True
+                continue
+            status = await self.status(process, task_id)
+            if status in TERMINAL_STATES and cancelled:
+                return
+            await asyncio.sleep(self.poll_interval)
+
+    async def run(self, plans: list[TaskPlan], unknown_probes: int = 0) -> None:
+        """Run every plan to its end: terminal, or the quiesce deadline. Then one final ``drain`` read each.
+
+        ``unknown_probes`` status reads of random ids nobody submitted must answer NOT_FOUND (never PENDING).
+        """
+        async with self._session():
+            probes = [self.status(len(plans) + i, str(uuid.uuid4()), probe="unknown-id")
+                      for i in range(unknown_probes)]
+            await asyncio.gather(*(self._one(i, p) for i, p in enumerate(plans)), *probes)
+            await self._drain_reads()
+
+    async def _drain_reads(self) -> None:
+        """One final ``drain`` status read of every acknowledged task."""
+        await asyncio.gather(*(self.status(proc, tid, f="drain") for tid, proc in self.acknowledged.items()))
+
+    def run_sync(self, plans: list[TaskPlan], unknown_probes: int = 0) -> None:
+        asyncio.run(self.run(plans, unknown_probes))
+
+    # one operation at a time (the stateful machine drives ops step by step) ------------------------------------
+    def one(self, op: Any, *args: Any) -> Any:
+        """Run one async operation (``self.submit``, ``self.cancel``, ``self.status``...) to completion."""
+        async def go() -> Any:
+            async with self._session():
+                return await op(*args)
+
+        return asyncio.run(go())
+
+    def drain_sync(self, deadline: float) -> None:
+        """Poll every acknowledged task until it is terminal or ``deadline`` passes, then one ``drain`` read each."""
+        async def go() -> None:
+            async with self._session():
+                pending = set(self.acknowledged)
+                while pending and time.monotonic() < deadline:
+                    for tid in list(pending):
+                        if await self.status(self.acknowledged[tid], tid) in TERMINAL_STATES:
+                            pending.discard(tid)
+                    await asyncio.sleep(self.poll_interval)
+                await self._drain_reads()
+
+        asyncio.run(go())
+
+
+class Workload(BaseWorkload):
+    """The HTTP client: the target's ``[tool.celery-chaos.target.http]`` contract, through ``base_url()``."""
+
+    def __init__(self, target: Target, base_url: Callable[[], str], recorder: Recorder, *,
+                 concurrency: int = 10, request_timeout: float = 5.0, poll_interval: float = 0.25) -> None:
+        if target.http is None:
+            raise BadArguments(f"target {target.name!r} has no [tool.celery-chaos.target.http] table")
+        super().__init__(target, recorder, concurrency=concurrency, request_timeout=request_timeout,
+                         poll_interval=poll_interval)
+        self.http = target.http
+        self.base_url = base_url
         self._client: httpx.AsyncClient | None = None
+
+    def keyed(self, plan: TaskPlan) -> bool:
+        return bool(plan.idempotency_key and self.http.idempotency_header)
 
     # plumbing -------------------------------------------------------------------------------------------------
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -169,44 +280,6 @@ class Workload:
         self.recorder.complete(inv, phase, value={"status_code": r.status_code}, error=r.text[:300])
         return False
 
-    # the run ----------------------------------------------------------------------------------------------------
-    async def _one(self, process: int, plan: TaskPlan) -> None:
-        delay = self.t0 + plan.at - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        task_id = None
-        while task_id is None:
-            task_id = await self.submit(process, plan)
-            if task_id is not None or time.monotonic() > self.quiesce_deadline:
-                break
-            if not (plan.idempotency_key and self.http.idempotency_header):
-                return  # a failed or unknown submit without a key is not retried (it may exist: info)
-            await asyncio.sleep(self.poll_interval)  # with a key, retrying is safe: that is what keys are for
-        if task_id is None:
-            return
-        acked = time.monotonic()
-        cancelled = plan.cancel_after is None
-        while time.monotonic() < self.quiesce_deadline:
-            if not cancelled and time.monotonic() - acked >= (plan.cancel_after or 0.0):
-                await self.cancel(process, task_id)
-                cancelled = True
-                continue
-            status = await self.status(process, task_id)
-            if status in TERMINAL_STATES and cancelled:
-                return
-            await asyncio.sleep(self.poll_interval)
-
-    async def run(self, plans: list[TaskPlan], unknown_probes: int = 0) -> None:
-        """Run every plan to its end: terminal, or the quiesce deadline. Then one final ``drain`` read each.
-
-        ``unknown_probes`` status reads of random ids nobody submitted must answer NOT_FOUND (never PENDING).
-        """
-        async with self._session():
-            probes = [self.status(len(plans) + i, str(uuid.uuid4()), probe="unknown-id")
-                      for i in range(unknown_probes)]
-            await asyncio.gather(*(self._one(i, p) for i, p in enumerate(plans)), *probes)
-            await self._drain_reads()
-
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[None]:
         """The HTTP client and the concurrency bound every operation of one event loop shares."""
@@ -219,36 +292,6 @@ class Workload:
             finally:
                 self._client = None
 
-    async def _drain_reads(self) -> None:
-        """One final ``drain`` status read of every acknowledged task."""
-        await asyncio.gather(*(self.status(proc, tid, f="drain") for tid, proc in self.acknowledged.items()))
-
-    def run_sync(self, plans: list[TaskPlan], unknown_probes: int = 0) -> None:
-        asyncio.run(self.run(plans, unknown_probes))
-
-    # one operation at a time (the stateful machine drives ops step by step) ------------------------------------
-    def one(self, op: Any, *args: Any) -> Any:
-        """Run one async operation (``self.submit``, ``self.cancel``, ``self.status``...) to completion."""
-        async def go() -> Any:
-            async with self._session():
-                return await op(*args)
-
-        return asyncio.run(go())
-
-    def drain_sync(self, deadline: float) -> None:
-        """Poll every acknowledged task until it is terminal or ``deadline`` passes, then one ``drain`` read each."""
-        async def go() -> None:
-            async with self._session():
-                pending = set(self.acknowledged)
-                while pending and time.monotonic() < deadline:
-                    for tid in list(pending):
-                        if await self.status(self.acknowledged[tid], tid) in TERMINAL_STATES:
-                            pending.discard(tid)
-                    await asyncio.sleep(self.poll_interval)
-                await self._drain_reads()
-
-        asyncio.run(go())
-
 
 def _json(r: httpx.Response) -> dict[str, Any]:
     try:
@@ -256,3 +299,15 @@ def _json(r: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def for_cluster(cluster: Cluster, recorder: Recorder, *, concurrency: int = 10,
+                request_timeout: float = 5.0) -> BaseWorkload:
+    """The client the target declares: HTTP through the API, or Celery through the broker (``client = "celery"``)."""
+    target = cluster.target
+    if target.client == "celery":
+        from chaos.celery_client import CeleryWorkload
+
+        return CeleryWorkload.for_cluster(cluster, recorder, concurrency=concurrency, request_timeout=request_timeout)
+    return Workload(target, lambda: cluster.api_url, recorder, concurrency=concurrency,
+                    request_timeout=request_timeout)

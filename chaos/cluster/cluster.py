@@ -2,6 +2,8 @@
 
 Topology: workers and the API each reach Redis through their own proxy link (``workers_redis``, ``api_redis``),
 and clients may reach the API through ``client_api``, so a network fault can hit one link and not another.
+A target without an HTTP API (``client = "celery"``, no ``api`` command) has no API node and no ``client_api``
+link; its producer, the framework's Celery client, reaches Redis through ``api_redis`` (``producer_values``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Cluster:
         self.workers: list[WorkerNode] = []
         self._next_worker = 0
         self._values: dict[str, dict[str, object]] = {}
+        self._listen: dict[str, str] = {}  # proxy link -> where it listens, as the proxy process sees it
         self.client_api_endpoint: tuple[str, int] | None = None
         self.bring_up_seconds: float | None = None
 
@@ -83,14 +86,16 @@ class Cluster:
         for role, link in (("worker", "workers_redis"), ("api", "api_redis")):
             listen, upstream = self.backend.link_spec(link, self.redis, None)
             p = self.proxy.create(link, listen, upstream)
+            self._listen[link] = p.listen
             host, port = self.backend.link_address(self.proxy_node, p.listen, from_host=False)
             self._values[role] = {"redis_url": f"redis://{host}:{port}/0", "redis_host": host,
                                   "redis_port": port, "data_dir": data_dir}
-        self.api = self.backend.make_api(self._values["api"])
-        self.api.start()
-        listen, upstream = self.backend.link_spec("client_api", self.redis, self.api)
-        p = self.proxy.create("client_api", listen, upstream)
-        self.client_api_endpoint = self.backend.link_address(self.proxy_node, p.listen, from_host=True)
+        if self.target.api_command is not None:
+            self.api = self.backend.make_api(self._values["api"])
+            self.api.start()
+            listen, upstream = self.backend.link_spec("client_api", self.redis, self.api)
+            p = self.proxy.create("client_api", listen, upstream)
+            self.client_api_endpoint = self.backend.link_address(self.proxy_node, p.listen, from_host=True)
         self.scale(self.n_workers)
         self.bring_up_seconds = time.monotonic() - t0
 
@@ -123,18 +128,34 @@ class Cluster:
             list(pool.map(lambda w: w.wait_ready(), new))
 
     # views -------------------------------------------------------------------------------------------------
+    def _need_api(self) -> None:
+        if self.target.api_command is None:
+            raise ClusterError(f"the target has no HTTP API ({self.target.name!r} declares no api command)")
+
     @property
     def api_url(self) -> str:
         """The API as the host reaches it directly (re-read: a container's port changes on restart)."""
+        self._need_api()
         assert self.api is not None and self.api.endpoint is not None, "cluster not started"
         return self.api.endpoint.url
 
     @property
     def proxied_api_url(self) -> str:
         """The API through the ``client_api`` proxy link, for client-side network faults."""
+        self._need_api()
         assert self.client_api_endpoint is not None, "cluster not started"
         host, port = self.client_api_endpoint
         return f"http://{host}:{port}"
+
+    def producer_values(self) -> dict[str, object]:
+        """The API role's template values (``redis_url``, ``redis_host``, ``redis_port``, ``data_dir``) as a
+        process on the host reaches them: through the ``api_redis`` link, so its network faults hit a producer
+        in the framework's process (the Celery client) as they hit the API. Re-read after a proxy restart."""
+        assert self.proxy_node is not None and "api_redis" in self._listen, "cluster not started"
+        host, port = self.backend.link_address(self.proxy_node, self._listen["api_redis"], from_host=True)
+        # both backends keep {data_dir} at <workdir>/data on the host (a container mounts it elsewhere)
+        return {"redis_url": f"redis://{host}:{port}/0", "redis_host": host, "redis_port": port,
+                "data_dir": str(self.workdir / "data")}
 
     def nodes(self) -> list[Node]:
         found: list[Node | None] = [self.redis, self.proxy_node, self.api, *self.workers]
@@ -206,6 +227,7 @@ class Cluster:
             shutil.rmtree(self.workdir, ignore_errors=True)
         self.redis = self.proxy_node = self.api = None
         self.proxy = None
+        self._listen = {}
         self.workers = []
         if errors:
             raise ClusterError("cleanup had errors: " + "; ".join(errors))

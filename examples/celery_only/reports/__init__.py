@@ -1,0 +1,1 @@
+"""A reports service: plain Celery, no web API. Producers elsewhere call ``send_task`` by name."""
