@@ -143,7 +143,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     target = _target(args)
     with Cluster(target, backend=_backend(args), workers=args.workers) as c:
         out.print(f"[bold]{target.name}[/] is up on {c.backend.name} in {c.bring_up_seconds:.1f}s")
-        out.print(f"  api        {c.api_url}   (through the fault proxy: {c.proxied_api_url})")
+        if c.api is not None:
+            out.print(f"  api        {c.api_url}   (through the fault proxy: {c.proxied_api_url})")
+        else:
+            out.print(f"  producer   the framework's Celery client, through api_redis: {c.producer_values()['redis_url']}")
         if target.http and target.http.token:
             out.print(f"  token      {target.http.token}")
         assert c.redis is not None and c.proxy_node is not None

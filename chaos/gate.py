@@ -116,7 +116,8 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
         except ChaosError as exc:
             entries.append(undecided_entry("bring-up", f"the stack did not come up: {exc}"))
             raise _Abort from None
-        progress(f"up in {cluster.bring_up_seconds:.1f}s; api {cluster.api_url}")
+        progress(f"up in {cluster.bring_up_seconds:.1f}s; "
+                 + (f"api {cluster.api_url}" if cluster.api is not None else "no HTTP API (Celery client)"))
         extra["bring_up_s"] = round(cluster.bring_up_seconds or 0, 2)
         vers = versions(cluster)
         for i, scen in enumerate(todo, 1):

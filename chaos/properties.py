@@ -75,6 +75,7 @@ def run_property(cluster: Cluster, *, budget: int = 4, seed: int = 0, report_dir
     @given(plans=task_plans(target, max_tasks=max_tasks, horizon=horizon,
                             cancels=target.supports("cancel") is None),
            schedule=schedules(max_faults=max_faults, kinds=faults, workers=max(1, len(cluster.workers)),
+                              api=cluster.api is not None,
                               horizon=horizon))
     def prop(plans: list[Any], schedule: list[Any]) -> None:
         key = _key(plans, schedule)

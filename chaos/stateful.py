@@ -23,7 +23,7 @@ from chaos.nemesis import FaultSpec, Nemesis
 from chaos.probes import fetch_ledger
 from chaos.runner import wait_healthy
 from chaos.strategies import DEFAULT_FAULTS, fault_specs, tenths
-from chaos.workload import TaskPlan, Workload
+from chaos.workload import TaskPlan, for_cluster
 
 if TYPE_CHECKING:
     from chaos.cluster.cluster import Cluster
@@ -50,7 +50,7 @@ def machine_for(cluster: Cluster, *, faults: tuple[str, ...] = DEFAULT_FAULTS, m
                 path.unlink()
             self.recorder = Recorder(path, Meta(scenario=self.name, target=target.name,
                                                 config={"faults": list(faults), "quiesce": quiesce}))
-            self.workload = Workload(target, lambda: cluster.api_url, self.recorder)
+            self.workload = for_cluster(cluster, self.recorder)
             self.nemesis = Nemesis(cluster, self.recorder)
             self.open: list[str] = []
             self.process = 0
@@ -80,7 +80,7 @@ def machine_for(cluster: Cluster, *, faults: tuple[str, ...] = DEFAULT_FAULTS, m
             self.workload.one(self.workload.status, self.workload.acknowledged.get(task, self._next()), task)
 
         @precondition(lambda self: len(self.open) < max_open_faults)
-        @rule(fault=fault_specs(kinds=faults, workers=max(1, len(cluster.workers))))
+        @rule(fault=fault_specs(kinds=faults, workers=max(1, len(cluster.workers)), api=cluster.api is not None))
         def inject(self, fault: FaultSpec) -> None:
             if self.nemesis.busy(fault.node):  # faults on one node take turns, as in scheduled runs
                 self.recorder.note(f"skipped {fault}: {fault.node} already has an open fault")
