@@ -1,7 +1,8 @@
 """Revocations that did not hold: a cancel the service acknowledged (ok, REVOKED) is a promise.
 
 Broken when an execution of the task *started* after the acknowledgement (``ran-after-revoke``, needs the
-ledger), when the task nevertheless ended in another terminal state (``not-revoked``), or when a task that
+ledger), when a cancel answered REVOKED and the task nevertheless ended in another terminal state
+(``not-revoked``; a plain Celery revoke promises only that the task will not start), or when a task that
 ended REVOKED left side effects (``effects-of-revoked``, needs the ledger). A cancel answered 409 (already
 terminal) is a ``fail``, i.e. no promise, so it never makes a task accountable here. A non-terminal final
 state after an acknowledged cancel is left to ``stuck``.
@@ -67,9 +68,14 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
                         )
                     )
             final = t.final_state
+            # Only a cancel the target answered with REVOKED promises the end state. Celery's own revoke (the
+            # Celery client's cancel: a broadcast with no status) only promises the task will not *start*; a
+            # task already running finishes (ran-after-revoke above judges what started later).
+            confirmed = any(p.status == "REVOKED" for p in acks)
             if final is None:
-                undecided.append(t.task_id)
-            elif config.is_terminal(final) and final != "REVOKED":
+                if confirmed:
+                    undecided.append(t.task_id)
+            elif confirmed and config.is_terminal(final) and final != "REVOKED":
                 stats["not_revoked"] += 1
                 findings.append(
                     Finding(

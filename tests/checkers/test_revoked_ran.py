@@ -69,3 +69,23 @@ def test_missing_ledger_judges_the_final_state_only():
 def test_missing_ledger_still_catches_not_revoked():
     r = revoked_ran.check(_cancelled(final="SUCCESS", ledger=False).build())
     assert r.valid is False
+
+
+def test_a_plain_celery_revoke_of_a_running_task_may_end_success():
+    """control.revoke (no status in the reply) promises the task will not start, not that it ends REVOKED."""
+    b = HistoryBuilder()
+    b.submit("c", at=0)
+    b.op("cancel", at=1, task_id="c", value={"status": None})
+    b.drain("c", "SUCCESS")
+    b.ledger(ledger_task("c", state="SUCCESS", executions=[execution(started=0.5, finished=2.0)]))
+    r = revoked_ran.check(b.build())
+    assert r.valid is True and not r.findings
+
+
+def test_a_plain_celery_revoke_still_forbids_a_later_start():
+    b = HistoryBuilder()
+    b.submit("c", at=0)
+    b.op("cancel", at=1, task_id="c", value={"status": None})
+    b.drain("c", "SUCCESS")
+    b.ledger(ledger_task("c", state="SUCCESS", executions=[execution(started=3.0, finished=4.0)]))
+    assert revoked_ran.check(b.build()).kinds() == ["ran-after-revoke"]
