@@ -52,6 +52,7 @@ from testcontainers.core.wait_strategies import (  # noqa: E402
     WaitStrategy,
 )
 
+from chaos import probe  # noqa: E402
 from chaos.cluster.base import Backend, Endpoint, Node, Persistence, ProxyNode, RedisNode, Role, WorkerNode  # noqa: E402
 from chaos.cluster.cleanup import LABEL_RUN, labels, mark  # noqa: E402
 from chaos.cluster.ownership import ForeignEndpoint, verified_connect  # noqa: E402
@@ -538,10 +539,43 @@ class DockerBackend(Backend):
         argv = shlex.split(self.target.render(self.target.api_command, **v))
         return self._track(DockerApi(self, argv, env, self.target.http.probe_path if self.target.http else None))  # type: ignore[return-value]
 
+    probe_mount = "/celery-chaos-probe"  # <workdir>/probe in worker containers (chaos.probe: hook/, records/)
+
     def make_worker(self, name: str, values: dict[str, object]) -> DockerWorker:
         env, v = self._render(values, host="0.0.0.0", port=0, name=name)
         argv = shlex.split(self.target.render(self.target.worker_command, **v))
-        return self._track(DockerWorker(self, name, argv, env, self.target.worker_ready_log))  # type: ignore[return-value]
+        probe_env = self._probe_env(name, env)
+        worker = DockerWorker(self, name, argv, {**env, **probe_env}, self.target.worker_ready_log)
+        if probe_env:  # the container is made at its first start: the mount is in place by then
+            worker.volumes[str(probe.probe_root(self.workdir))] = self.probe_mount
+        return self._track(worker)  # type: ignore[return-value]
+
+    def _probe_env(self, name: str, env: dict[str, str]) -> dict[str, str]:
+        """The worker probe (chaos.probe): ``<workdir>/probe`` is mounted at ``probe_mount``, its hook first on the
+        container's PYTHONPATH (the target's, else the image's, kept after it). The command is untouched."""
+        if not probe.enabled():
+            return {}
+        probe.prepare(self.workdir)
+        return probe.worker_env(name, f"{self.probe_mount}/hook", f"{self.probe_mount}/records",
+                                env.get("PYTHONPATH", self._image_pythonpath()))
+
+    def _image_pythonpath(self) -> str | None:
+        """PYTHONPATH as the image sets it (a container's env replaces the image's value, so it is carried over)."""
+        cached: str | None = getattr(self, "_image_pp", None)
+        if cached is None:
+            found = ""
+            try:
+                client = docker.from_env(timeout=30)
+                try:
+                    for item in client.images.get(self.image).attrs.get("Config", {}).get("Env") or []:
+                        if item.startswith("PYTHONPATH="):
+                            found = item.partition("=")[2]
+                finally:
+                    client.close()
+            except Exception as exc:  # noqa: BLE001 - unknown: the probe goes first, alone
+                log.debug("could not read the image's PYTHONPATH: %s", exc)
+            self._image_pp = cached = found
+        return cached or None
 
     def close(self) -> None:
         errors = []

@@ -23,6 +23,7 @@ import redis as redis_lib
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from chaos import probe
 from chaos.cluster.base import (
     Backend,
     Endpoint,
@@ -400,4 +401,13 @@ class LocalBackend(Backend):
     def make_worker(self, name: str, values: dict[str, object]) -> LocalWorker:
         env, v = self._render(values, host="127.0.0.1", port=0, name=name)
         argv = shlex.split(self.target.render(self.target.worker_command, **v))
+        env.update(self._probe_env(name, env))
         return LocalWorker(name, argv, env, self.target.workdir, self.log_dir, self.run_id, self.target.worker_ready_log)
+
+    def _probe_env(self, name: str, env: dict[str, str]) -> dict[str, str]:
+        """The worker probe (chaos.probe): its hook first on PYTHONPATH (the target's, else ours, kept after it),
+        records into ``<workdir>/probe/records``. The command is untouched."""
+        if not probe.enabled():
+            return {}
+        hook, records = probe.prepare(self.workdir)
+        return probe.worker_env(name, str(hook), str(records), env.get("PYTHONPATH", os.environ.get("PYTHONPATH")))
