@@ -28,6 +28,7 @@ FaultPhase = Literal["start", "end"]
 COMPLETION_PHASES = ("ok", "fail", "info")
 NOT_FOUND = "NOT_FOUND"
 LEDGER_PROBE = "ledger"
+EXECUTIONS_PROBE = "executions"  # the worker probe's records (chaos.probe): executions only, no effects
 
 
 def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -519,6 +520,30 @@ class History:
             return Ledger.from_dict(probe.value)
         except (TypeError, ValueError, AttributeError):
             return None
+
+    def executions(self) -> Ledger | None:
+        """Who ran what, when: the target's ledger where it has one (preferred), else the worker probe's records.
+
+        The probe sees only tasks that reached a worker, so it is never a list of every task (``lost`` and the
+        ``missing-from-ledger`` rule keep to :meth:`ledger`), and it sees no effects.
+        """
+        ledger = self.ledger()
+        if ledger is not None:
+            return ledger
+        probe = self.probe(EXECUTIONS_PROBE)
+        if probe is None or not isinstance(probe.value, Mapping):
+            return None
+        try:
+            return Ledger.from_dict(probe.value)
+        except (TypeError, ValueError, AttributeError):
+            return None
+
+    @property
+    def executions_source(self) -> str | None:
+        """"ledger", "probe" or None: where :meth:`executions` comes from."""
+        if self.ledger() is not None:
+            return "ledger"
+        return "probe" if self.executions() is not None else None
 
     def problems(self) -> list[str]:
         """Well-formedness issues (a completion with no open invocation, a process invoking twice)."""

@@ -84,20 +84,28 @@ def _noop(c: Cluster, spec: FaultSpec, state: Any) -> None:
 
 
 def _busy_child_pid(c: Cluster, worker: Any) -> int | None:
-    """The pool child running the newest unfinished execution, from the target's ledger when it has one."""
-    try:
-        from chaos.probes import fetch_ledger
+    """The pool child running the newest unfinished execution: from the target's ledger when it has one, else
+    from the worker probe's records (their pids are the container's own on docker: matched through NSpid)."""
+    from chaos.probe import namespace_pid, read_cluster
+    from chaos.probes import fetch_ledger
 
+    try:
         ledger = fetch_ledger(c)
-    except Exception:  # noqa: BLE001 - no probe: any child will do
-        return None
-    if not ledger:
-        return None
-    children = set(worker.child_pids())
-    running = [e for t in ledger.get("tasks", []) for e in t.get("executions", [])
-               if e.get("finished_at") is None and e.get("pid") in children]
+    except Exception:  # noqa: BLE001 - the ledger probe failed: try the worker probe
+        ledger = None
+    try:
+        source = ledger or read_cluster(c)
+    except OSError:
+        source = None
+    if not source:
+        return None  # nothing says which child is busy: any child will do
+    host_pid = {namespace_pid(pid) or pid: pid for pid in worker.child_pids()}
+    if ledger:
+        host_pid = {pid: pid for pid in worker.child_pids()}
+    running = [e for t in source.get("tasks", []) for e in t.get("executions", [])
+               if e.get("finished_at") is None and e.get("pid") in host_pid]
     running.sort(key=lambda e: e.get("started_at", 0), reverse=True)
-    return running[0]["pid"] if running else None
+    return host_pid[running[0]["pid"]] if running else None
 
 
 # --- worker faults --------------------------------------------------------------------------------------------

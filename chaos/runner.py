@@ -20,8 +20,9 @@ from chaos.checkers.compose import Verdict, check_all
 from chaos.checkers.config import for_target
 from chaos.errors import ChaosError, ClusterError
 from chaos.health_watch import HealthWatch
-from chaos.history import History, Meta, Recorder
+from chaos.history import EXECUTIONS_PROBE, History, Meta, Recorder
 from chaos.nemesis import FaultSpec, Nemesis
+from chaos.probe import read_cluster
 from chaos.probes import fetch_ledger
 from chaos.workload import TaskPlan, for_cluster
 
@@ -208,6 +209,12 @@ def run_scenario(cluster: Cluster, scenario: Scenario, report_dir: Path | None =
         except ChaosError as exc:
             errors.append(str(exc))
             recorder.note(f"probe failed: {exc}")
+        try:
+            records = read_cluster(cluster, since=meta.started_wall - 1.0)
+            if records is not None:  # the worker probe: executions seen by Celery's own signals
+                recorder.probe(EXECUTIONS_PROBE, records)
+        except OSError as exc:
+            recorder.note(f"worker probe records unreadable: {exc}")
         for e in errors:
             recorder.note(e)
         for w in cluster.workers:

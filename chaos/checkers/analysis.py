@@ -56,6 +56,7 @@ class TaskLifecycle:
     reads: list[OpPair] = field(default_factory=list)  # status and drain requests
     cancels: list[OpPair] = field(default_factory=list)
     ledger: LedgerTask | None = None
+    probed: LedgerTask | None = None  # the worker probe's executions, when the target has no ledger
 
     # -- what the client asked for
 
@@ -171,7 +172,8 @@ class TaskLifecycle:
             "ledger_state": self.ledger.state if self.ledger else None,
             "effects": self.ledger.effects if self.ledger else None,
             "expected_effects": self.ledger.expected_effects if self.ledger else None,
-            "executions": [e.to_dict() for e in self.ledger.executions] if self.ledger else [],
+            "executions": [e.to_dict() for e in runs.executions] if (runs := self.ledger or self.probed) else [],
+            "executions_source": "ledger" if self.ledger else ("probe" if self.probed else None),
         }
 
 
@@ -200,6 +202,12 @@ def task_lifecycles(history: History, ledger: Ledger | None = None) -> dict[str,
     if ledger is not None:
         for row in ledger.tasks:
             get(row.task_id).ledger = row
+    elif history.executions_source == "probe":
+        probed = history.executions()
+        assert probed is not None
+        for row in probed.tasks:
+            if row.task_id in tasks:  # only tasks of this run's requests (a leftover of another run is not ours)
+                tasks[row.task_id].probed = row
     return tasks
 
 

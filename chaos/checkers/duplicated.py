@@ -1,5 +1,6 @@
 """Duplicated work: a task body that ran to success twice, left more effects than it should, or ran on two
-workers at once. Needs the ledger (unknown without it).
+workers at once. Executions come from the target's ledger, else from the worker probe (Celery's signals in the
+target's workers; no effects there); abstains without either.
 
 An execution whose worker process was killed never records ``finished_at``; it is taken to have ended at the
 kill (a process-ending fault on its worker's node open at or after its start), otherwise it stays open and any later
@@ -20,7 +21,8 @@ from chaos.history import Execution, FaultWindow, History, LedgerTask, OpPair
 
 NAME = "duplicated"
 ALLOWED = "duplicated-allowed"
-NO_EXECUTIONS = "no execution records: the target declares no ledger, so runs of a task body are not visible"
+NO_EXECUTIONS = ("no execution records: the target declares no ledger and the worker probe recorded nothing, so runs "
+                 "of a task body are not visible")
 
 
 @dataclass
@@ -94,7 +96,7 @@ def overlapping_pairs(task: LedgerTask, kills: list[FaultWindow]) -> list[tuple[
 
 def check(history: History, config: CheckConfig | None = None) -> CheckResult:
     config = config or CheckConfig()
-    ledger = history.ledger()
+    ledger = history.executions()  # the target's ledger, else the worker probe's records (no effects then)
     keyed = key_not_honoured(history, config)
     if ledger is None:
         stats: dict[str, Any] = {"ledger": False, "keyed_resubmits": keyed.stats["keyed"]}
@@ -109,7 +111,8 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
     kills = process_ending_faults(history)
     findings: list[Finding] = list(keyed.findings)
     stats = {
-        "ledger": True,
+        "ledger": history.executions_source == "ledger",
+        "source": history.executions_source,
         "keyed_resubmits": keyed.stats["keyed"],
         "tasks": len(ledger.tasks),
         "executions": 0,

@@ -1,7 +1,7 @@
 """Revocations that did not hold: a cancel the service acknowledged (ok, REVOKED) is a promise.
 
-Broken when an execution of the task *started* after the acknowledgement (``ran-after-revoke``, needs the
-ledger), when a cancel answered REVOKED and the task nevertheless ended in another terminal state
+Broken when an execution of the task *started* after the acknowledgement (``ran-after-revoke``, from the
+ledger or the worker probe), when a cancel answered REVOKED and the task nevertheless ended in another terminal state
 (``not-revoked``; a plain Celery revoke promises only that the task will not start), or when a task that
 ended REVOKED left side effects (``effects-of-revoked``, needs the ledger). A cancel answered 409 (already
 terminal) is a ``fail``, i.e. no promise, so it never makes a task accountable here. A non-terminal final
@@ -29,6 +29,8 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
     config = config or CheckConfig()
     ledger = history.ledger()
     tasks = task_lifecycles(history, ledger)
+    executions = history.executions()  # the ledger, else the worker probe: who started what, when
+    runs = executions.by_id() if executions is not None else {}
     findings: list[Finding] = []
     cancels = history.pairs("cancel")
     stats: dict[str, Any] = {
@@ -50,8 +52,9 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
             first = min(acks, key=lambda p: p.complete_time)
             assert first.completion is not None
             acked_wall = first.completion.wall
-            if t.ledger is not None:
-                late = [e for e in t.ledger.executions if e.started_at > acked_wall + config.clock_skew_s]
+            row = runs.get(t.task_id)
+            if row is not None:
+                late = [e for e in row.executions if e.started_at > acked_wall + config.clock_skew_s]
                 if late:
                     stats["ran_after_revoke"] += 1
                     findings.append(
@@ -107,9 +110,10 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
                     )
                 )
 
-    if ledger is None:
-        stats["partial"] = ("no ledger: executions after a cancel are not visible, only the final state of "
-                            "cancelled tasks was judged")
+    stats["executions_source"] = history.executions_source
+    if executions is None:
+        stats["partial"] = ("no ledger nor worker probe records: executions after a cancel are not visible, only "
+                            "the final state of cancelled tasks was judged")
     valid: Validity
     if findings:
         valid = False

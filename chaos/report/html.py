@@ -1,7 +1,7 @@
 """``report.html``: one self-contained page (inline CSS and SVG, no network) that a person grasps at a glance.
 
 A summary, then per scenario: its verdict and findings with the replay command, a timeline of every task's life
-(submit to terminal, executions from the ledger inside it) with the fault windows shaded, and submit latency over
+(submit to terminal, executions from the ledger or the worker probe inside it) with the fault windows shaded, and submit latency over
 time against the threshold.
 """
 
@@ -76,7 +76,7 @@ def lifecycles(history: History) -> list[dict[str, Any]]:
                 t["status"] = st
                 if st in ("SUCCESS", "FAILURE", "REVOKED") and t["end"] is None:
                     t["end"] = op.time
-    ledger = history.ledger()
+    ledger = history.executions()  # the target's ledger, else the worker probe's records
     offset = t0_wall_offset if t0_wall_offset is not None else started
     if ledger is not None:
         kills = process_ending_faults(history)
@@ -233,7 +233,8 @@ def render_html(report: dict[str, Any], report_dir: Path, threshold_ms: float = 
     out.append("<p class='legend'>" + "".join(
         f"<span><i style='background:{c}'></i>{k.lower()}</span>" for k, c in COLORS.items()) +
         "".join(f"<span><i style='background:{c}'></i>{k} fault</span>" for k, c in FAULT_FILL.items()) +
-        "<span class='muted'>dark segments: executions from the target's ledger</span></p>")
+        "<span class='muted'>dark segments: executions from the target's ledger, else from the worker probe "
+        "(Celery's signals)</span></p>")
     for s in report["scenarios"]:
         out.append(f"<section class='scenario' id='{html.escape(s['name'])}'><h2>{html.escape(s['name'])} "
                    f"{_badge(s['verdict'])}</h2><p class='muted'>{html.escape(s.get('description') or '')} · "
