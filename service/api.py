@@ -56,13 +56,13 @@ async def upload_file(caller: Caller, file: Annotated[UploadFile, File()]) -> di
         rows = parse_csv(raw)
     except BadCSV as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
-    fid = await asyncio.to_thread(store_file, file.filename or "upload.csv", rows)
+    fid = await asyncio.to_thread(lambda: store_file(file.filename or "upload.csv", rows, owner=caller))
     return {"file_id": fid, "rows": len(rows)}
 
 
 @router.get("/api/files/{file_id}")
 async def read_file(caller: Caller, file_id: int) -> dict:
-    f = await asyncio.to_thread(get_file, file_id) if 0 < file_id < 2**62 else None
+    f = await asyncio.to_thread(get_file, file_id, caller) if 0 < file_id < 2**62 else None
     if f is None:
         raise _not_found("file")
     return {"file_id": f["id"], "name": f["name"], "rows": f["rows"], "created_at": f["created_at"]}
@@ -73,7 +73,7 @@ async def submit(request: Request, body: SyncRequest, caller: Caller,
                  idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> dict:
     if idempotency_key is not None and not idempotency_key.strip():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="Idempotency-Key must not be blank")
-    if await asyncio.to_thread(get_file, body.file_id) is None:
+    if await asyncio.to_thread(get_file, body.file_id, caller) is None:
         raise _not_found("file")
     task, created = await asyncio.to_thread(ledger.create_task, caller, body.file_id, body.priority,
                                             idempotency_key)

@@ -41,6 +41,9 @@ files = Table(
     Column("name", String(255), nullable=False),
     Column("rows", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
+    # The caller that uploaded it: only that caller may read or sync it. NULL = a shared demo seed (files 1-4,
+    # seed.py), readable and syncable by every caller.
+    Column("owner", String(255), nullable=True),
 )
 
 file_rows = Table(
@@ -192,6 +195,27 @@ def get_engine() -> Engine:
 def init_schema(engine: Engine | None = None) -> None:
     eng = engine or get_engine()
     retry_db(lambda: metadata.create_all(eng))
+    retry_db(lambda: _add_file_owner(eng))
+
+
+# Owner of files uploaded before uploads were caller-scoped: no caller can be named "" (API_TOKENS rejects it),
+# so such files are nobody's (404 for everyone); only the demo seeds become shared.
+NO_OWNER = ""
+
+
+def _add_file_owner(eng: Engine) -> None:
+    """Databases created before ``files.owner`` existed: add it (fail closed for old uploads, see NO_OWNER)."""
+    from sqlalchemy import inspect, or_, update
+
+    if "owner" in {c["name"] for c in inspect(eng).get_columns("files")}:
+        return
+    with eng.begin() as conn:  # BEGIN IMMEDIATE on SQLite: one process migrates, the others see it done
+        if "owner" in {c["name"] for c in inspect(conn).get_columns("files")}:
+            return
+        conn.exec_driver_sql("ALTER TABLE files ADD COLUMN owner VARCHAR(255)")
+        from .seed import DEMO  # here: seed imports this module
+        seeds = [(files.c.id == fid) & (files.c.name == name) for fid, (name, _) in DEMO.items()]
+        conn.execute(update(files).where(~or_(*seeds)).values(owner=NO_OWNER))
 
 
 T = TypeVar("T")

@@ -10,7 +10,7 @@ import io
 import json
 import time
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, or_, select
 
 from .db import file_rows, files, read_conn, retry_db, write_tx
 
@@ -53,11 +53,13 @@ def parse_csv(raw: bytes) -> list[dict[str, str]]:
     return rows
 
 
-def store_file(name: str, rows: list[dict[str, str]], file_id: int | None = None) -> int:
-    """Insert the file and its rows in one transaction; returns the id."""
+def store_file(name: str, rows: list[dict[str, str]], *, owner: str | None, file_id: int | None = None) -> int:
+    """Insert the file and its rows in one transaction; returns the id.
+
+    ``owner`` is the uploading caller (only it may read or sync the file); ``None`` makes a shared seed."""
     def go() -> int:
         with write_tx() as c:
-            values = dict(name=name[:255], rows=len(rows), created_at=time.time())
+            values = dict(name=name[:255], rows=len(rows), created_at=time.time(), owner=owner)
             if file_id is not None:
                 values["id"] = file_id
             fid = c.execute(insert(files).values(**values)).inserted_primary_key[0]
@@ -67,10 +69,15 @@ def store_file(name: str, rows: list[dict[str, str]], file_id: int | None = None
     return retry_db(go)
 
 
-def get_file(file_id: int) -> dict | None:
+def get_file(file_id: int, caller: str | None = None) -> dict | None:
+    """The file, or None. With ``caller``: only a file that caller uploaded or a shared seed (so another
+    caller's file is indistinguishable from a missing one)."""
     def go() -> dict | None:
+        q = select(files).where(files.c.id == file_id)
+        if caller is not None:
+            q = q.where(or_(files.c.owner.is_(None), files.c.owner == caller))
         with read_conn() as c:
-            r = c.execute(select(files).where(files.c.id == file_id)).first()
+            r = c.execute(q).first()
         return dict(r._mapping) if r else None
     return retry_db(go)
 

@@ -1,5 +1,9 @@
 """Demo data (files 1-4), idempotent and safe when several APIs start at once.
 
+The demo files are shared seeds (no owner): every caller may read and sync them, so the chaos workload
+(token ``chaos-token``), the smoke script and the tests all use the same ids. Uploaded files belong to
+their caller only.
+
 File 1 = 5 rows (the original plan's ``file_id: 1``), 2 = 25 rows,
 3 = 100 rows, 4 = 8 rows whose row 4 is poison (deterministic FAILURE).
 Run by hand with ``python -m service.seed``.
@@ -34,7 +38,7 @@ def seed_demo() -> list[int]:
         if get_file(fid) is not None:
             continue
         try:
-            store_file(name, rows, file_id=fid)
+            store_file(name, rows, owner=None, file_id=fid)  # shared: every caller may read and sync it
             created.append(fid)
         except IntegrityError:
             pass  # another process seeded it concurrently

@@ -23,7 +23,10 @@ import redis
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_SERVER = os.environ.get("REDIS_SERVER", "/usr/bin/redis-server")
 ADMIN = "admin-secret"
-TOKENS = {"alice": "tok-alice", "bob": "tok-bob"}
+# The reference target's own tokens ([tool.celery-chaos.target.env] API_TOKENS in pyproject.toml; the chaos
+# workload uses "chaos-token"), next to two test callers.
+TARGET_TOKENS = {"chaos": "chaos-token", "other": "other-token"}
+TOKENS = {"alice": "tok-alice", "bob": "tok-bob", **TARGET_TOKENS}
 TERMINAL = {"SUCCESS", "FAILURE", "REVOKED"}
 
 

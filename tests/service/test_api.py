@@ -135,6 +135,42 @@ def test_caller_isolation(stack):
         stack.wait_status(a, tid)
 
 
+def test_uploads_are_caller_scoped(stack):
+    """A file belongs to the caller that uploaded it; to anyone else it does not exist (the same 404 body as
+    an id nobody uploaded). Checked with the reference target's own two tokens."""
+    with stack.client("chaos") as mine, stack.client("other") as theirs:
+        fid = stack.upload(mine, 3, name="mine.csv")
+        assert mine.get(f"/api/files/{fid}").json()["name"] == "mine.csv"
+        missing_read = theirs.get("/api/files/999999999")
+        missing_submit = theirs.post("/api/data-sync/sync-single-file", json={"file_id": 999999999})
+        r = theirs.get(f"/api/files/{fid}")
+        assert (r.status_code, r.json()) == (missing_read.status_code, missing_read.json()) == (
+            404, {"detail": "file not found"})
+        r = theirs.post("/api/data-sync/sync-single-file", json={"file_id": fid})
+        assert (r.status_code, r.json()) == (missing_submit.status_code, missing_submit.json())
+        r = theirs.post("/api/data-sync/sync-single-file", json={"file_id": fid}, headers={"Idempotency-Key": "x"})
+        assert r.status_code == 404
+        tid = stack.submit(mine, fid)["celery_task_id"]
+        st = stack.wait_status(mine, tid)
+        assert st["status"] == "SUCCESS" and st["result"] == {"rows_synced": 3, "file_id": fid}
+        theirs_fid = stack.upload(theirs, 2)
+        assert mine.get(f"/api/files/{theirs_fid}").status_code == 404
+        assert theirs.get(f"/api/files/{theirs_fid}").status_code == 200
+
+
+def test_seeded_files_are_shared(stack):
+    """Demo files 1-4 (the target's kinds small/medium/large/poison) are shared seeds: the workload's caller
+    ("chaos-token") and every other caller can read and sync them."""
+    for caller in ("chaos", "other", "alice"):
+        with stack.client(caller) as c:
+            assert [c.get(f"/api/files/{fid}").json()["rows"] for fid in (1, 2, 3, 4)] == [5, 25, 100, 8]
+    with stack.client("chaos") as c, stack.client("other") as o:
+        small, poison, theirs = stack.submit(c, 1), stack.submit(c, 4), stack.submit(o, 1)
+        assert stack.wait_status(c, small["celery_task_id"])["status"] == "SUCCESS"
+        assert stack.wait_status(c, poison["celery_task_id"])["status"] == "FAILURE"
+        assert stack.wait_status(o, theirs["celery_task_id"])["status"] == "SUCCESS"
+
+
 def test_cancel_semantics(stack):
     with stack.client() as c:
         tid = stack.submit(c, 1)["celery_task_id"]

@@ -9,7 +9,7 @@ import pytest
 
 from service.config import parse_tokens
 from service.files import BadCSV, PoisonRowError, parse_csv, process_row
-from tests.service.conftest import ROOT
+from tests.service.conftest import ROOT, TARGET_TOKENS
 
 
 def test_parse_tokens():
@@ -93,3 +93,36 @@ def test_celery_settings_follow_the_knobs(tmp_path):
                VISIBILITY_TIMEOUT_SECONDS="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["False", "False", "False", "True", "1", "False"], out.stderr
+
+
+def test_target_tokens_are_the_pyprojects():
+    """tests use the reference target's own tokens; they must be the ones its [tool.celery-chaos.target.env] sets."""
+    tomllib = pytest.importorskip("tomllib")
+    env = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["celery-chaos"]["target"]["env"]
+    assert {caller: token for token, caller in parse_tokens(env["API_TOKENS"]).items()} == TARGET_TOKENS
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["celery-chaos"]["target"]["http"][
+        "token"] == TARGET_TOKENS["chaos"]
+
+
+def test_old_database_gets_file_owners_failing_closed(tmp_path):
+    """A database from before uploads were caller-scoped: the API adds ``files.owner``; the demo seeds become
+    shared, every older upload nobody's (404 for every caller), rather than everyone's."""
+    import sqlite3
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.executescript("""
+        CREATE TABLE files (id INTEGER PRIMARY KEY, name VARCHAR(255) NOT NULL, rows INTEGER NOT NULL,
+                            created_at FLOAT NOT NULL);
+        INSERT INTO files VALUES (1, 'demo-5-rows.csv', 5, 1.0), (4, 'demo-poison-row-4.csv', 8, 1.0),
+                                 (5, 'someones.csv', 2, 2.0);
+    """)
+    con.commit()
+    con.close()
+    code = ("from service.db import init_schema; from service.files import get_file; init_schema(); init_schema(); "
+            "print([get_file(i, 'chaos') is not None for i in (1, 4, 5)], get_file(5) is not None)")
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{db}")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[True, True, False] True", out.stderr
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT id, owner FROM files ORDER BY id").fetchall() == [(1, None), (4, None), (5, "")]
+    con.close()
