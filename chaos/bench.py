@@ -119,7 +119,7 @@ from rich.table import Table
 
 from chaos.cluster.cleanup import mark
 from chaos.errors import BadArguments, ChaosError
-from chaos.target import TERMINAL_STATES, HttpContract, Target, TaskKind, explain, load_config
+from chaos.target import TERMINAL_STATES, HttpContract, Target, TaskKind, env_strings, explain, load_config
 
 SCHEMA = "celery-chaos-bench/1"
 BENCH_TABLE = "[tool.celery-chaos.bench]"
@@ -183,10 +183,7 @@ class BenchConfig(BaseModel):
     @field_validator("noop_env", mode="before")
     @classmethod
     def _env_values(cls, v: Any) -> Any:
-        if isinstance(v, Mapping):
-            return {str(k): (str(x).lower() if isinstance(x, bool) else str(x)) if isinstance(x, (str, int, float))
-                    else x for k, x in v.items()}
-        return v
+        return env_strings(v)
 
 
 def _explain(exc: ValidationError, table: Mapping[str, Any]) -> str:

@@ -50,6 +50,15 @@ RENAMED = {
 }
 
 
+def env_strings(value: Any) -> Any:
+    """An env table's scalars as the strings a process sees (TOML ``true`` -> ``"true"``, ``20`` -> ``"20"``);
+    anything else is left for the model to refuse."""
+    if isinstance(value, Mapping):
+        return {str(k): (str(x).lower() if isinstance(x, bool) else str(x)) if isinstance(x, (str, int, float))
+                else x for k, x in value.items()}
+    return value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -167,10 +176,7 @@ class Target(_Model):
     @field_validator("env", mode="before")
     @classmethod
     def _env_values(cls, v: Any) -> Any:
-        if isinstance(v, Mapping):
-            return {str(k): (str(x).lower() if isinstance(x, bool) else str(x)) if isinstance(x, (str, int, float))
-                    else x for k, x in v.items()}
-        return v
+        return env_strings(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> Target:

@@ -49,30 +49,26 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
 
     findings: list[Finding] = []
     judged = {"degraded": 0, "healthy": 0}
+
+    def judge(p: OpPair, declared: dict[str, Any], kind: str, when: str, evidence: dict[str, Any]) -> None:
+        judged["degraded" if kind == "health-lies" else "healthy"] += 1
+        wrong = _mismatch(p, declared)
+        if wrong:
+            said = ", ".join(f"{f}={v['said']!r}" for f, v in wrong.items())
+            want = ", ".join(f"{f}={v['declared']!r}" for f, v in wrong.items())
+            findings.append(Finding(
+                NAME, kind, [], f"{when}, the health endpoint read at t={p.invoke_time:.1f}s said {said}; the target "
+                f"declares {want}" + (" while the broker is down. A load balancer or an operator trusting it is "
+                                      "misled" if kind == "health-lies" else " once the broker is back"),
+                {"read": p.to_dict(), "mismatch": wrong, **evidence}))
+
     for p in reads:
         w = in_outage(p)
         if w is not None and degraded:
-            judged["degraded"] += 1
-            wrong = _mismatch(p, degraded)
-            if wrong:
-                findings.append(Finding(
-                    NAME, "health-lies", [],
-                    f"while {w.name} was on (t={w.start:.1f}s to {w.end or 0:.1f}s), the health endpoint read at "
-                    f"t={p.invoke_time:.1f}s said " + ", ".join(f"{f}={v['said']!r}" for f, v in wrong.items())
-                    + "; the target declares it says " + ", ".join(f"{f}={v['declared']!r}" for f, v in wrong.items())
-                    + " while the broker is down. A load balancer or an operator trusting it is misled",
-                    {"read": p.to_dict(), "mismatch": wrong, "fault": w.to_dict()}))
+            judge(p, degraded, "health-lies", f"while {w.name} was on (t={w.start:.1f}s to {w.end or 0:.1f}s)",
+                  {"fault": w.to_dict()})
         elif healthy and last_end is not None and p.invoke_time >= last_end + settle:
-            judged["healthy"] += 1
-            wrong = _mismatch(p, healthy)
-            if wrong:
-                findings.append(Finding(
-                    NAME, "health-stale", [],
-                    f"after the last fault healed (t={last_end:.1f}s), the health endpoint read at "
-                    f"t={p.invoke_time:.1f}s still said " + ", ".join(f"{f}={v['said']!r}" for f, v in wrong.items())
-                    + "; the target declares " + ", ".join(f"{f}={v['declared']!r}" for f, v in wrong.items())
-                    + " once the broker is back",
-                    {"read": p.to_dict(), "mismatch": wrong}))
+            judge(p, healthy, "health-stale", f"after the last fault healed (t={last_end:.1f}s)", {})
     stats: dict[str, Any] = {"reads": len(reads), "judged_degraded": judged["degraded"],
                              "judged_healthy": judged["healthy"], "lies": len(findings)}
     valid: Validity
