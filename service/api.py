@@ -75,9 +75,13 @@ async def submit(request: Request, body: SyncRequest, caller: Caller,
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="Idempotency-Key must not be blank")
     if await asyncio.to_thread(get_file, body.file_id, caller) is None:
         raise _not_found("file")
-    task, created = await asyncio.to_thread(ledger.create_task, caller, body.file_id, body.priority,
+    task, outcome = await asyncio.to_thread(ledger.create_task, caller, body.file_id, body.priority,
                                             idempotency_key)
-    if not created:  # idempotent replay: same task, current state
+    if outcome == ledger.KEY_CONFLICT:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=(
+            f"Idempotency-Key already used for a different request (file_id={task['file_id']}, "
+            f"priority={task['priority']}); a key may only be reused to retry the same request"))
+    if outcome == ledger.REPLAYED:  # idempotent replay: same task, current state
         return {"celery_task_id": task["task_id"], "status": task["status"], "mode": task["mode"]}
     st = request.app.state
     mode = ledger.CELERY

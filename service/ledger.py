@@ -48,9 +48,16 @@ def _row(r: Any) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------- API side
-def create_task(caller: str, file_id: int, priority: int, idem_key: str | None) -> tuple[dict, bool]:
-    """Insert a PENDING celery-mode task; with an idempotency key return the existing one instead."""
-    def go() -> tuple[dict, bool]:
+CREATED, REPLAYED, KEY_CONFLICT = "created", "replayed", "conflict"
+
+
+def create_task(caller: str, file_id: int, priority: int, idem_key: str | None) -> tuple[dict, str]:
+    """Insert a PENDING celery-mode task -> (row, CREATED).
+
+    With an idempotency key the caller already used: the same request (file_id and priority, the whole
+    validated body) -> (existing row, REPLAYED), its ``requested_at`` bumped so the ledger's ``since`` sees the
+    replay; a different request -> (existing row, KEY_CONFLICT) and the existing task is left untouched."""
+    def go() -> tuple[dict, str]:
         now = time.time()
         values = dict(task_id=str(uuid.uuid4()), caller=caller, file_id=file_id, priority=priority,
                       status=PENDING, mode=CELERY, attempts=0, dispatched_at=now,
@@ -58,18 +65,19 @@ def create_task(caller: str, file_id: int, priority: int, idem_key: str | None) 
         try:
             with write_tx() as c:
                 c.execute(insert(tasks).values(**values))
-            return values, True
+            return values, CREATED
         except IntegrityError:
             if idem_key is None:
                 raise
+            mine = and_(tasks.c.caller == caller, tasks.c.idempotency_key == idem_key)
             with write_tx() as c:
-                c.execute(update(tasks).where(tasks.c.caller == caller, tasks.c.idempotency_key == idem_key)
-                          .values(requested_at=time.time()))
-                existing = c.execute(select(tasks).where(
-                    tasks.c.caller == caller, tasks.c.idempotency_key == idem_key)).first()
-            if existing is None:  # pragma: no cover - unique violation on the uuid itself?!
-                raise
-            return _row(existing), False
+                existing = _row(c.execute(select(tasks).where(mine)).first())
+                if existing is None:  # pragma: no cover - unique violation on the uuid itself?!
+                    raise
+                if (existing["file_id"], existing["priority"]) != (file_id, priority):
+                    return existing, KEY_CONFLICT
+                c.execute(update(tasks).where(mine).values(requested_at=time.time()))
+            return existing, REPLAYED
     return retry_db(go)
 
 

@@ -227,6 +227,36 @@ def test_idempotency_key(stack):
         assert len(stack.ledger_task(tid)["executions"]) == 1
 
 
+def test_idempotency_key_reused_with_another_body(stack):
+    """Same caller + same key + a different request is a 409 with a reason; the original task is untouched
+    (same status, no replay recorded, no new task). The same request still replays the original task."""
+    with stack.client("chaos") as c:
+        key = {"Idempotency-Key": f"reuse-{time.time()}"}
+        first = stack.submit(c, 1, headers=key)
+        done = stack.wait_status(c, first["celery_task_id"])
+        total = c.get("/api/data-sync/tasks").json()["total"]
+        cutoff = time.time()
+        for body in ({"file_id": 2}, {"file_id": 1, "priority": 9}, {"file_id": 3, "priority": 0}):
+            r = c.post("/api/data-sync/sync-single-file", json=body, headers=key)
+            assert r.status_code == 409, r.text
+            detail = r.json()["detail"]
+            assert isinstance(detail, str) and "Idempotency-Key" in detail and "different request" in detail
+        assert c.get(f"/api/data-sync/task-status/{first['celery_task_id']}").json() == done
+        assert c.get("/api/data-sync/tasks").json()["total"] == total
+        assert stack.ledger(since=cutoff)["tasks"] == []  # the refused reuses did not count as replays
+        for body in ({"file_id": 1}, {"file_id": 1, "priority": 5}):  # the default priority is the same body
+            r = c.post("/api/data-sync/sync-single-file", json=body, headers=key)
+            assert r.status_code == 202, r.text
+            assert r.json() == {"celery_task_id": first["celery_task_id"], "status": "SUCCESS", "mode": "celery"}
+        assert c.get("/api/data-sync/tasks").json()["total"] == total
+        pending = stack.submit(c, 3, headers={"Idempotency-Key": key["Idempotency-Key"] + "-b"})
+        r = c.post("/api/data-sync/sync-single-file", json={"file_id": 2},
+                   headers={"Idempotency-Key": key["Idempotency-Key"] + "-b"})
+        assert r.status_code == 409
+        st = stack.wait_status(c, pending["celery_task_id"])  # a conflict while it runs changes nothing either
+        assert st["status"] == "SUCCESS" and st["file_id"] == 3 and st["attempts"] == 1
+
+
 def test_list_tasks(stack):
     with stack.client("bob") as b:
         ids = [stack.submit(b, 1)["celery_task_id"] for _ in range(3)]
