@@ -60,6 +60,7 @@ async def lifespan(app: FastAPI):
 def create_app() -> FastAPI:
     get_settings()  # fail fast on bad configuration, before binding the port
     from .api import router
+    from .auth import AuthBeforeBody
 
     app = FastAPI(title="data-sync", version="1.0", lifespan=lifespan)
 
@@ -73,6 +74,7 @@ def create_app() -> FastAPI:
         log.exception("unhandled error")
         return JSONResponse(status_code=503, content={"detail": f"temporarily unavailable: {type(exc).__name__}"})
 
+    app.add_middleware(AuthBeforeBody)  # 401/413 from the request head, before FastAPI reads the body
     app.include_router(router)
     return app
 

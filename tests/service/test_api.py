@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
+import socket
 import subprocess
 import sys
 import time
@@ -38,6 +40,83 @@ def test_auth_required(stack, method, path, auth):
     assert r.status_code == 401, r.text
     assert r.headers["www-authenticate"] == "Bearer"
     assert "detail" in r.json()
+
+
+def _raw(port: int, head: bytes, body: bytes = b"", wait: float = 5.0) -> bytes:
+    """Send a request head (and maybe part of a body) on a bare socket; return what the server answers
+    before it closes the connection or ``wait`` seconds pass (b"" if nothing)."""
+    out, deadline = b"", time.monotonic() + wait
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
+        s.sendall(head + body)
+        while time.monotonic() < deadline:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = s.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+def _head(path: str, length: int, token: str | None, ctype: str = "application/json") -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: {ctype}\r\n"
+            f"Content-Length: {length}\r\nConnection: close\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("path,ctype", [("/api/files", "multipart/form-data; boundary=b"),
+                                        ("/api/data-sync/sync-single-file", "application/json")])
+@pytest.mark.parametrize("token", [None, "nope"])
+def test_auth_is_decided_before_the_body_is_read(stack, path, ctype, token):
+    """The server answers 401 to the request head alone: it never waited for (or read) the 50 MB it was
+    promised, so it can neither 413 nor 422 such a request."""
+    t0 = time.perf_counter()
+    answer = _raw(stack.api_port, _head(path, 50_000_000, token, ctype), b"--b\r\n")
+    assert answer.startswith(b"HTTP/1.1 401 "), answer
+    assert time.perf_counter() - t0 < 2.0
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"www-authenticate: bearer" in head.lower()
+    assert json.loads(body)["detail"] in ("missing bearer token", "invalid bearer token")
+
+
+def test_a_valid_token_waits_for_the_body(stack):
+    """The control for the test above: with a valid token the same technique gets no answer until the body
+    arrives (the server does read it), then a normal 202; a declared body above the limit is a 413 at once."""
+    body = b'{"file_id": 1}'
+    with socket.create_connection(("127.0.0.1", stack.api_port), timeout=0.5) as s:
+        s.sendall(_head("/api/data-sync/sync-single-file", len(body), TOKENS["chaos"]))
+        with pytest.raises(TimeoutError):
+            s.recv(65536)
+        s.settimeout(10)
+        s.sendall(body)
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 202 "), answer
+    for path, ctype, length in (("/api/data-sync/sync-single-file", "application/json", 1_000_000),
+                                ("/api/files", "multipart/form-data; boundary=b", 50_000_000)):
+        answer = _raw(stack.api_port, _head(path, length, TOKENS["chaos"], ctype))
+        assert answer.startswith(b"HTTP/1.1 413 "), answer
+        assert "larger than" in json.loads(answer.partition(b"\r\n\r\n")[2])["detail"]
+
+
+def test_bad_token_beats_a_large_or_bad_body(stack):
+    big = b"id,v\n" + b"1,abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz\n" * 220_000  # > 10 MiB
+    for headers in ({}, {"Authorization": "Bearer nope"}):
+        t0 = time.perf_counter()
+        r = httpx.post(stack.url + "/api/files", files={"file": ("big.csv", big, "text/csv")}, headers=headers,
+                       timeout=30)
+        assert r.status_code == 401 and time.perf_counter() - t0 < 5, r.text
+        r = httpx.post(stack.url + "/api/data-sync/sync-single-file", content=b"{not json", headers={
+            **headers, "content-type": "application/json"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
+        r = httpx.post(stack.url + "/api/files", content=b"\xff" * 100, headers={
+            **headers, "content-type": "multipart/form-data; boundary=zz"})
+        assert r.status_code == 401, r.text
+    with stack.client("chaos") as c:  # with a valid token the same bodies get their own verdicts
+        assert c.post("/api/files", files={"file": ("big.csv", big, "text/csv")}).status_code == 413
+        r = c.post("/api/data-sync/sync-single-file", content=b"{not json", headers={"content-type": "application/json"})
+        assert r.status_code == 422
 
 
 def test_demo_seed_files(stack):
