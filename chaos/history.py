@@ -511,15 +511,18 @@ class History:
                 found = p
         return found
 
-    def ledger(self) -> Ledger | None:
-        """The target's ledger, or None when the target has no probe (checkers then say unknown)."""
-        probe = self.probe(LEDGER_PROBE)
+    def _ledger_of(self, name: str) -> Ledger | None:
+        probe = self.probe(name)
         if probe is None or not isinstance(probe.value, Mapping):
             return None
         try:
             return Ledger.from_dict(probe.value)
         except (TypeError, ValueError, AttributeError):
             return None
+
+    def ledger(self) -> Ledger | None:
+        """The target's ledger, or None when the target has no probe (checkers then say unknown)."""
+        return self._ledger_of(LEDGER_PROBE)
 
     def executions(self) -> Ledger | None:
         """Who ran what, when: the target's ledger where it has one (preferred), else the worker probe's records.
@@ -527,16 +530,7 @@ class History:
         The probe sees only tasks that reached a worker, so it is never a list of every task (``lost`` and the
         ``missing-from-ledger`` rule keep to :meth:`ledger`), and it sees no effects.
         """
-        ledger = self.ledger()
-        if ledger is not None:
-            return ledger
-        probe = self.probe(EXECUTIONS_PROBE)
-        if probe is None or not isinstance(probe.value, Mapping):
-            return None
-        try:
-            return Ledger.from_dict(probe.value)
-        except (TypeError, ValueError, AttributeError):
-            return None
+        return self.ledger() or self._ledger_of(EXECUTIONS_PROBE)
 
     @property
     def executions_source(self) -> str | None:
