@@ -29,6 +29,7 @@ COMPLETION_PHASES = ("ok", "fail", "info")
 NOT_FOUND = "NOT_FOUND"
 LEDGER_PROBE = "ledger"
 EXECUTIONS_PROBE = "executions"  # the worker probe's records (chaos.probe): executions only, no effects
+BROKER_PROBE = "broker"  # where each unfinished task was at the end (chaos.inspector), looked at twice
 
 
 def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -523,6 +524,11 @@ class History:
     def ledger(self) -> Ledger | None:
         """The target's ledger, or None when the target has no probe (checkers then say unknown)."""
         return self._ledger_of(LEDGER_PROBE)
+
+    def locations(self) -> dict[str, dict[str, Any]]:
+        """task id -> {"first": location, "second": location} from the broker inspector (empty without it)."""
+        probe = self.probe(BROKER_PROBE)
+        return dict(probe.value) if probe is not None and isinstance(probe.value, Mapping) else {}
 
     def executions(self) -> Ledger | None:
         """Who ran what, when: the target's ledger where it has one (preferred), else the worker probe's records.

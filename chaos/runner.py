@@ -20,7 +20,7 @@ from chaos.checkers.compose import Verdict, check_all
 from chaos.checkers.config import for_target
 from chaos.errors import ChaosError, ClusterError
 from chaos.health_watch import HealthWatch
-from chaos.history import EXECUTIONS_PROBE, History, Meta, Recorder
+from chaos.history import BROKER_PROBE, EXECUTIONS_PROBE, History, Meta, Recorder
 from chaos.nemesis import FaultSpec, Nemesis
 from chaos.probe import read_cluster
 from chaos.probes import fetch_ledger
@@ -139,6 +139,21 @@ def target_versions(cluster: Cluster) -> dict[str, str]:
     return out
 
 
+def locate_unfinished(cluster: Cluster, workload: Any, second_look_s: float = 1.0) -> dict[str, Any]:
+    """Where each acknowledged task that is not terminal is, looked at twice ``second_look_s`` apart (a message
+    in flight between two places is seen once, a gone one twice): ``{task id: {"first": ..., "second": ...}}``."""
+    from chaos.inspector import locate
+    from chaos.target import TERMINAL_STATES
+
+    pending = [t for t in workload.acknowledged if workload.last_status.get(t) not in TERMINAL_STATES]
+    if not pending or cluster.redis is None or not cluster.redis.alive():
+        return {}
+    first = locate(cluster, pending)
+    time.sleep(second_look_s)
+    second = locate(cluster, pending)
+    return {t: {"first": first[t].to_dict(), "second": second[t].to_dict()} for t in pending}
+
+
 def wait_healthy(cluster: Cluster, timeout: float = 60.0) -> None:
     """After the final heal: the API answers its probe path, or accepts connections when it declares none
     (dead workers are evidence, not a reason to wait)."""
@@ -202,6 +217,12 @@ def run_scenario(cluster: Cluster, scenario: Scenario, report_dir: Path | None =
             raise ClusterError("the workload did not finish after its quiesce deadline")
         if wl_error:
             raise wl_error[0]
+        try:
+            where = locate_unfinished(cluster, workload)
+            if where:
+                recorder.probe(BROKER_PROBE, where)
+        except Exception as exc:  # noqa: BLE001 - a look into Redis must not cost the verdict
+            recorder.note(f"broker inspector failed: {type(exc).__name__}: {exc}")
         try:
             ledger = fetch_ledger(cluster, since=meta.started_wall - 1.0)
             if ledger is not None:

@@ -25,8 +25,9 @@ from chaos.checkers.analysis import (
     task_lifecycles,
 )
 from chaos.checkers.config import CheckConfig
-from chaos.checkers.explain import failure_hint
+from chaos.checkers.explain import failure_hint, location_hint
 from chaos.checkers.result import UNKNOWN, CheckResult, Finding, Validity, cap_per_kind
+from chaos.checkers.stuck import gone_twice
 from chaos.history import NOT_FOUND, History, OpPair
 
 NAME = "lost"
@@ -133,6 +134,23 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
             continue
         stats["ok"] += 1
 
+    where = history.locations()
+    for t in acked:
+        if not gone_twice(where.get(t.task_id)) or config.is_terminal(t.final_state):
+            continue
+        loc = where[t.task_id]["second"]
+        stats["lost"] += 1
+        findings.append(
+            Finding(
+                NAME,
+                "gone",
+                [t.task_id],
+                f"task {t.task_id} was accepted and is gone: it was still {t.final_state} after the heal, and "
+                f"twice, a second apart, it was {loc['detail']}. {location_hint('gone')}",
+                {"location": where[t.task_id], "final_state": t.final_state,
+                 "submit": t.first_ack.to_dict() if t.first_ack else None},
+            )
+        )
     attribution = attribute_unacknowledged(history, tasks, config)
     for tid in attribution.from_unknown_submits:
         row = tasks[tid].ledger

@@ -11,7 +11,7 @@ from typing import Any
 
 from chaos.checkers.analysis import acknowledged, task_lifecycles
 from chaos.checkers.config import CheckConfig
-from chaos.checkers.explain import stuck_hint
+from chaos.checkers.explain import location_hint, stuck_hint
 from chaos.checkers.result import UNKNOWN, CheckResult, Finding, Validity
 from chaos.history import NOT_FOUND, History
 
@@ -22,6 +22,7 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
     config = config or CheckConfig()
     acked = acknowledged(task_lifecycles(history))
     faults = [w.name for w in history.fault_windows()]
+    where = history.locations()
     findings: list[Finding] = []
     final_states: Counter[str] = Counter()
     undecided: list[str] = []
@@ -34,7 +35,12 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
         final_states[final] += 1
         if final == NOT_FOUND or config.is_terminal(final):
             continue
+        if gone_twice(where.get(t.task_id)):
+            continue  # not stuck: gone, and ``lost`` says so
         stuck += 1
+        loc = (where.get(t.task_id) or {}).get("second")
+        why = (f"It is {loc['detail']}. {location_hint(loc['where'])}" if loc
+               else stuck_hint(final, faults))
         if len(findings) < config.max_evidence:
             findings.append(
                 Finding(
@@ -42,14 +48,14 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
                     "stuck",
                     [t.task_id],
                     f"task {t.task_id} was accepted and still {final} when the run ended ({t.final_source} read "
-                    f"after the heal and the quiesce deadline), never reaching a terminal state. "
-                    + stuck_hint(final, faults),
+                    f"after the heal and the quiesce deadline), never reaching a terminal state. " + why,
                     {
                         "final_state": final,
                         "final_source": t.final_source,
                         "drain": t.drain.to_dict() if t.drain else None,
                         "ledger": t.ledger.to_dict() if t.ledger else None,
                         "statuses": [o.to_dict() for o in t.observations][-10:],
+                        "location": loc,
                     },
                 )
             )
@@ -75,3 +81,9 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
     else:
         valid = True
     return CheckResult(NAME, valid, findings, stats)
+
+
+def gone_twice(seen: dict[str, Any] | None) -> bool:
+    """The inspector found the task nowhere (no queue, not unacked, no live worker) in both of its looks."""
+    return bool(seen) and all((seen or {}).get(k, {}).get("where") == "gone" for k in ("first", "second"))
+
