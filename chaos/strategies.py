@@ -8,6 +8,7 @@ of the catalogue are the simplest. Times are drawn in tenths of a second to keep
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from hypothesis import strategies as st
 
@@ -38,8 +39,16 @@ def task_plans(target: Target, *, min_tasks: int = 1, max_tasks: int = 12, horiz
     cancel = st.none() | tenths(0.0, 2.0) if cancels else st.none()
     key = st.none() | st.sampled_from(["key-a", "key-b"]) if keys and target.supports("idempotency") is None else st.none()
     plan = st.builds(TaskPlan, kind=st.sampled_from(kinds), priority=st.integers(lo, hi),
-                     at=tenths(0.0, horizon), cancel_after=cancel, idempotency_key=key)
+                     at=tenths(0.0, horizon), cancel_after=cancel, idempotency_key=key).map(_same_body_per_key)
     return st.lists(plan, min_size=min_tasks, max_size=max_tasks)
+
+
+def _same_body_per_key(plan: TaskPlan) -> TaskPlan:
+    """A key names one request: two plans sharing a key share their kind and priority (a key reused with another
+    body is a client error an API may refuse, 409, not a resubmit)."""
+    if plan.idempotency_key is None:
+        return plan
+    return replace(plan, idempotency_key=f"{plan.idempotency_key}-{plan.kind}-{plan.priority}")
 
 
 def fault_specs(*, kinds: Sequence[str] = DEFAULT_FAULTS, workers: int = 2, horizon: float = 3.0,

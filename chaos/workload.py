@@ -98,6 +98,12 @@ class BaseWorkload:
         yield
 
     # the run ----------------------------------------------------------------------------------------------------
+    def _refused(self, process: int) -> bool:
+        """Did the last submit of ``process`` get a 4xx answer (a refusal that a retry will not change)?"""
+        last = next((o for o in reversed(self.recorder.history().ops) if o.process == process), None)
+        code = (last.value or {}).get("status_code") if last is not None else None
+        return isinstance(code, int) and 400 <= code < 500
+
     async def _one(self, process: int, plan: TaskPlan) -> None:
         delay = self.t0 + plan.at - time.monotonic()
         if delay > 0:
@@ -107,8 +113,8 @@ class BaseWorkload:
             task_id = await self.submit(process, plan)
             if task_id is not None or time.monotonic() > self.quiesce_deadline:
                 break
-            if not self.keyed(plan):
-                return  # a failed or unknown submit without a key is not retried (it may exist: info)
+            if not self.keyed(plan) or self._refused(process):
+                return  # not retried: without a key it may exist (info); a 4xx refusal will not change
             await asyncio.sleep(self.poll_interval)  # with a key, retrying is safe: that is what keys are for
         if task_id is None:
             return
