@@ -43,6 +43,8 @@ class Location:
     position: int | None = None
     since: float | None = None  # epoch: unacked since, running since, received at
     worker: str | None = None
+    state: str | None = None  # finished: the result backend's state, and its exception type
+    exception: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -89,11 +91,11 @@ def broker_view(client: Any, queues: Iterable[str], max_items: int = 20_000) -> 
     return seen
 
 
-def result_states(client: Any, task_ids: list[str]) -> dict[str, str]:
-    """The state Celery's Redis result backend holds for each id (ids without a key are left out)."""
+def result_states(client: Any, task_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    """(state, exception type) Celery's Redis result backend holds for each id (ids without a key left out)."""
     if not task_ids:
         return {}
-    out = {}
+    out: dict[str, tuple[str, str | None]] = {}
     for tid, raw in zip(task_ids, client.mget([RESULT_KEY.format(t) for t in task_ids]), strict=True):
         if raw is None:
             continue
@@ -102,7 +104,9 @@ def result_states(client: Any, task_ids: list[str]) -> dict[str, str]:
         except (ValueError, TypeError):
             continue
         if isinstance(meta, Mapping) and meta.get("status"):
-            out[tid] = str(meta["status"])
+            result = meta.get("result")
+            exc = result.get("exc_type") if isinstance(result, Mapping) else None
+            out[tid] = (str(meta["status"]), None if exc is None else str(exc))
     return out
 
 
@@ -177,9 +181,11 @@ def locate(cluster: Cluster, task_ids: list[str], records: Mapping[str, Any] | N
             queue, priority, pos = b["queued"]
             out[tid] = Location("queued", f"waiting in queue {queue!r} (priority {priority}, position {pos}): no "
                                 "worker took it", queue=queue, priority=priority, position=pos)
-        elif states.get(tid) in READY:
-            out[tid] = Location("finished", f"the result backend says {states[tid]}")
+        elif tid in states and states[tid][0] in READY:
+            state, exc = states[tid]
+            out[tid] = Location("finished", f"finished: the result backend says {state}"
+                                + (f" ({exc})" if exc else ""), state=state, exception=exc)
         else:
             out[tid] = Location("gone", "in no queue, not in the unacked set, held by no live worker: the message "
-                                "is gone" + (f" (the result backend says {states[tid]})" if tid in states else ""))
+                                "is gone" + (f" (the result backend says {states[tid][0]})" if tid in states else ""))
     return out

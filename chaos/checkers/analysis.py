@@ -57,6 +57,7 @@ class TaskLifecycle:
     cancels: list[OpPair] = field(default_factory=list)
     ledger: LedgerTask | None = None
     probed: LedgerTask | None = None  # the worker probe's executions, when the target has no ledger
+    backend_state: str | None = None  # the result backend's final state, found by the broker inspector
 
     # -- what the client asked for
 
@@ -118,16 +119,22 @@ class TaskLifecycle:
 
     @property
     def final_state(self) -> str | None:
+        """The last drain read, else the target's ledger, else what Celery's result backend held at the end
+        (read by the broker inspector when every read of the task failed)."""
         drain = self.drain
         if drain is not None:
             return drain.status
-        return self.ledger.state if self.ledger is not None else None
+        if self.ledger is not None:
+            return self.ledger.state
+        return self.backend_state
 
     @property
     def final_source(self) -> str | None:
         if self.drain is not None:
             return "drain"
-        return "ledger" if self.ledger is not None else None
+        if self.ledger is not None:
+            return "ledger"
+        return "result backend" if self.backend_state is not None else None
 
     def not_found_reads(self, after: float | None = None) -> list[OpPair]:
         """Reads that said the task does not exist, sent after ``after`` (monotonic s)."""
@@ -199,6 +206,10 @@ def task_lifecycles(history: History, ledger: Ledger | None = None) -> dict[str,
             get(tid).reads.append(p)
         elif p.f == "cancel":
             get(tid).cancels.append(p)
+    for tid, seen in history.locations().items():
+        last = (seen or {}).get("second") or {}
+        if tid in tasks and last.get("where") == "finished" and last.get("state"):
+            tasks[tid].backend_state = str(last["state"])
     if ledger is not None:
         for row in ledger.tasks:
             get(row.task_id).ledger = row

@@ -33,8 +33,8 @@ from chaos.history import NOT_FOUND, History, OpPair
 NAME = "lost"
 
 
-def _error_of(t: TaskLifecycle) -> Any:
-    """The failure reason as the client or the ledger saw it."""
+def _error_of(t: TaskLifecycle, history: History | None = None) -> Any:
+    """The failure reason as the client or the ledger saw it, else the result backend's exception type."""
     for source in (t.drain, *reversed([p for p in t.reads if p.phase == "ok"])):
         if source is None or source.completion is None:
             continue
@@ -45,6 +45,10 @@ def _error_of(t: TaskLifecycle) -> Any:
             for key in ("error", "result", "traceback", "exception"):
                 if c.value.get(key):
                     return c.value[key]
+    if history is not None:
+        seen = (history.locations().get(t.task_id) or {}).get("second") or {}
+        if seen.get("exception"):
+            return f"{seen['exception']} (from the result backend: every status read failed)"
     return None
 
 
@@ -121,10 +125,10 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
                     "failed-unexpectedly",
                     [t.task_id],
                     f"task {t.task_id} was expected to succeed, nobody cancelled it, and it ended FAILURE. "
-                    + failure_hint(_error_of(t)),
+                    + failure_hint(_error_of(t, history)),
                     {
                         "submit": ack.to_dict(),
-                        "error": _error_of(t),
+                        "error": _error_of(t, history),
                         "final_source": t.final_source,
                         "drain": t.drain.to_dict() if t.drain else None,
                         "ledger": t.ledger.to_dict() if t.ledger else None,

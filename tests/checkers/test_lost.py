@@ -121,3 +121,19 @@ def test_not_found_before_acknowledgement_does_not_count():
     b.status("t", "NOT_FOUND", at=0.0, latency=0.02)
     b.submit("t", at=0.0, latency=0.05).drain("t", "SUCCESS")
     assert lost.check(b.build()).valid is True
+
+
+def test_the_result_backend_decides_a_task_whose_reads_all_failed():
+    from chaos.history import Probe
+
+    from .builder import HistoryBuilder, wall
+
+    b = HistoryBuilder()
+    b.submit("t", at=0.0)
+    b.op("drain", at=100.0, phase="info", task_id="t", value={"status_code": 500}, error="Internal Server Error")
+    loc = {"where": "finished", "detail": "finished: the result backend says FAILURE (WorkerLostError)",
+           "state": "FAILURE", "exception": "WorkerLostError"}
+    b._add(150.0, Probe(0, "broker", 150.0, wall(150.0), {"t": {"first": loc, "second": loc}}))
+    r = lost.check(b.build())
+    assert r.kinds() == ["failed-unexpectedly"]
+    assert "WorkerLostError" in r.findings[0].message and "task_reject_on_worker_lost" in r.findings[0].message
