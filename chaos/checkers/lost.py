@@ -4,7 +4,9 @@ An acknowledged submit (ok with a task id) is a promise. It is broken when a rea
 acknowledgement says NOT_FOUND (kind ``vanished`` when the last read still says so, ``not-found-after-ack``
 when it reappeared later: clients that saw 404 may have resubmitted), when the ledger has no such task
 (``missing-from-ledger``), or when a task expected to succeed ends FAILURE without anyone cancelling it
-(``failed-unexpectedly``). NOT_FOUND after a seen state is judged here only, not by ``transitions``.
+(``failed-unexpectedly``), or when the broker inspector found it nowhere (no queue, not unacked, no live
+worker holds it) in both of its looks a second apart (``gone``). NOT_FOUND after a seen state is judged here
+only, not by ``transitions``.
 
 Submits whose fate is unknown (info) need not exist, but if the ledger shows they created a task, that task
 must finish too (``unknown-submit-incomplete``); the ones that did are counted as ``recovered``.

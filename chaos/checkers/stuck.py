@@ -1,7 +1,9 @@
 """Stuck tasks: acknowledged, yet after the cluster healed and the run quiesced they are still not finished.
 
-The final state is the last drain read, else the ledger's state (see ``analysis``). NOT_FOUND is a lost task,
-judged by ``lost``, not here. A task with neither a drain read nor a ledger row is undecided (unknown).
+The final state is the last drain read, else the ledger's state, else the result backend's (see ``analysis``).
+NOT_FOUND is a lost task, judged by ``lost``, not here; so is a task the broker inspector found nowhere in both
+of its looks (``gone``). Each finding says where the task is (running, held, unacked, queued: see
+``chaos.inspector``) and the fix that goes with it. A task with no final state at all is undecided (unknown).
 """
 
 from __future__ import annotations
