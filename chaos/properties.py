@@ -61,10 +61,12 @@ def _summary(r: ScenarioResult) -> str:
 def run_property(cluster: Cluster, *, budget: int = 4, seed: int = 0, report_dir: Path | None = None,
                  max_tasks: int = 8, horizon: float = 2.5, max_faults: int = 2, shrink_runs: int = 6,
                  faults: tuple[str, ...] = DEFAULT_FAULTS, check: CheckConfig | None = None,
-                 quiesce: float = 25.0, name: str = "property", replays: int = 1) -> PropertyOutcome:
+                 quiesce: float | None = None, name: str = "property", replays: int = 1) -> PropertyOutcome:
     """Run ``budget`` generated scenarios; on a violation, shrink with at most ``shrink_runs`` more real runs,
     then replay the first and the minimal failure ``replays`` times each to measure how often they fail."""
     target = cluster.target
+    if quiesce is None:  # generated runs are short: 5/6 of the target's deadline (25 s for Celery-sized 30 s)
+        quiesce = round(target.timing.quiesce_s * 5 / 6, 1)
     out = PropertyOutcome()
     failures: dict[str, ScenarioResult] = {}
     state = {"runs_after_failure": 0}

@@ -30,10 +30,12 @@ if TYPE_CHECKING:
 
 
 def machine_for(cluster: Cluster, *, faults: tuple[str, ...] = DEFAULT_FAULTS, max_open_faults: int = 2,
-                quiesce: float = 25.0, check: CheckConfig | None = None,
+                quiesce: float | None = None, check: CheckConfig | None = None,
                 report_dir: Path | None = None) -> type[RuleBasedStateMachine]:
     """A state machine class bound to a running cluster (run it with ``run_state_machine_as_test``)."""
     target = cluster.target
+    # as the property runs: 5/6 of the target's deadline unless told
+    settle: float = quiesce if quiesce is not None else round(target.timing.quiesce_s * 5 / 6, 1)
     kinds = [k.name for k in target.kinds]
     lo, hi = target.http.priority_range if target.http else (0, 9)
     counter = {"n": 0}
@@ -49,7 +51,7 @@ def machine_for(cluster: Cluster, *, faults: tuple[str, ...] = DEFAULT_FAULTS, m
             if path is not None and path.exists():
                 path.unlink()
             self.recorder = Recorder(path, Meta(scenario=self.name, target=target.name,
-                                                config={"faults": list(faults), "quiesce": quiesce}))
+                                                config={"faults": list(faults), "quiesce": settle}))
             self.workload = for_cluster(cluster, self.recorder)
             self.nemesis = Nemesis(cluster, self.recorder)
             self.open: list[str] = []
@@ -104,7 +106,7 @@ def machine_for(cluster: Cluster, *, faults: tuple[str, ...] = DEFAULT_FAULTS, m
             self.open.clear()
             try:
                 wait_healthy(cluster)
-                self.workload.drain_sync(time.monotonic() + quiesce)
+                self.workload.drain_sync(time.monotonic() + settle)
                 ledger = fetch_ledger(cluster, since=(self.recorder.history().started_wall or 0) - 1.0)
                 if ledger is not None:
                     self.recorder.probe("ledger", ledger)
