@@ -40,6 +40,9 @@ celery.conf.update(
     # A bounded publish: one quick retry, then the API answers an error instead of hanging.
     task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
     task_track_started=True,
+    # No broadcast channel: kombu 5.7's Redis transport crashes the worker (AttributeError 'hostname') when the
+    # pub/sub connection of remote control breaks with Redis; this app needs no revoke, inspect or gossip.
+    worker_enable_remote_control=False,
 )
 
 
