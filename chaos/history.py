@@ -363,12 +363,14 @@ class History:
         self.events: list[Event] = list(events)
         self.load_warnings: list[str] = list(load_warnings)
         self._pairs: list[OpPair] | None = None
+        self._ledgers: dict[str, Ledger | None] = {}  # probe name -> parsed once (checkers ask many times)
 
     # -- building / files
 
     def append(self, event: Event) -> None:
         self.events.append(event)
         self._pairs = None
+        self._ledgers = {}
 
     def __iter__(self) -> Iterator[Event]:
         return iter(self.events)
@@ -513,6 +515,11 @@ class History:
         return found
 
     def _ledger_of(self, name: str) -> Ledger | None:
+        if name not in self._ledgers:
+            self._ledgers[name] = self._parse_ledger(name)
+        return self._ledgers[name]
+
+    def _parse_ledger(self, name: str) -> Ledger | None:
         probe = self.probe(name)
         if probe is None or not isinstance(probe.value, Mapping):
             return None

@@ -201,22 +201,20 @@ def _task_success(sender, kw):
          **_request_fields(req))
 
 
-def _task_failure(sender, kw):
-    req = _get(sender, "request")
+def _failed(event, req, sender, kw):
     f = _request_fields(req)
     f["task_id"] = _text(kw.get("task_id")) or f["task_id"]
     exc = kw.get("exception")
-    emit("task_failure", task=_text(_get(sender, "name")), hostname=_hostname(req), state="FAILURE",
+    emit(event, task=_text(_get(sender, "name")), hostname=_hostname(req), state="FAILURE",
          exc=_exc_name(exc), error=_text(exc)[:500] if exc is not None else None, **f)
+
+
+def _task_failure(sender, kw):
+    _failed("task_failure", _get(sender, "request"), sender, kw)
 
 
 def _task_internal_error(sender, kw):
-    req = kw.get("request") or _get(sender, "request")
-    f = _request_fields(req)
-    f["task_id"] = _text(kw.get("task_id")) or f["task_id"]
-    exc = kw.get("exception")
-    emit("task_internal_error", task=_text(_get(sender, "name")), hostname=_hostname(req), state="FAILURE",
-         exc=_exc_name(exc), error=_text(exc)[:500] if exc is not None else None, **f)
+    _failed("task_internal_error", kw.get("request") or _get(sender, "request"), sender, kw)
 
 
 def _task_retry(sender, kw):
