@@ -142,20 +142,20 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     target = _target(args)
     with Cluster(target, backend=_backend(args), workers=args.workers) as c:
-        out.print(f"[bold]{target.name}[/] is up on {c.backend.name} in {c.bring_up_seconds:.1f}s")
-        if c.api is not None:
-            out.print(f"  api        {c.api_url}   (through the fault proxy: {c.proxied_api_url})")
-        else:
-            out.print(f"  producer   the framework's Celery client, through api_redis: {c.producer_values()['redis_url']}")
-        if target.http and target.http.token:
-            out.print(f"  token      {target.http.token}")
-        assert c.redis is not None and c.proxy_node is not None
-        out.print(f"  redis      {c.redis.url}")
-        out.print(f"  toxiproxy  {c.proxy_node.api_url}   links: workers_redis, api_redis, client_api")
-        out.print(f"  workers    {', '.join(w.name for w in c.workers)}")
-        out.print(f"  logs       {c.workdir / 'logs'}")
-        out.print("Ctrl-C to stop and clean up.")
-        try:
+        try:  # a Ctrl-C at any moment once up (even while these lines print) stops and cleans up, exit 0
+            out.print(f"[bold]{target.name}[/] is up on {c.backend.name} in {c.bring_up_seconds:.1f}s")
+            if c.api is not None:
+                out.print(f"  api        {c.api_url}   (through the fault proxy: {c.proxied_api_url})")
+            else:
+                out.print(f"  producer   the framework's Celery client, through api_redis: {c.producer_values()['redis_url']}")
+            if target.http and target.http.token:
+                out.print(f"  token      {target.http.token}")
+            assert c.redis is not None and c.proxy_node is not None
+            out.print(f"  redis      {c.redis.url}")
+            out.print(f"  toxiproxy  {c.proxy_node.api_url}   links: workers_redis, api_redis, client_api")
+            out.print(f"  workers    {', '.join(w.name for w in c.workers)}")
+            out.print(f"  logs       {c.workdir / 'logs'}")
+            out.print("Ctrl-C to stop and clean up.")
             while True:
                 time.sleep(1)
         except KeyboardInterrupt:
