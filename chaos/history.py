@@ -30,6 +30,7 @@ NOT_FOUND = "NOT_FOUND"
 LEDGER_PROBE = "ledger"
 EXECUTIONS_PROBE = "executions"  # the worker probe's records (chaos.probe): executions only, no effects
 BROKER_PROBE = "broker"  # where each unfinished task was at the end (chaos.inspector), looked at twice
+SETTLED_PROBE = "settled"  # tasks decided before the quiesce deadline, and why (chaos.settle)
 
 
 def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -537,6 +538,11 @@ class History:
         probe = self.probe(BROKER_PROBE)
         return dict(probe.value) if probe is not None and isinstance(probe.value, Mapping) else {}
 
+    def settled(self) -> dict[str, dict[str, Any]]:
+        """task id -> {"where", "detail", "at"} for tasks no longer waited for (``chaos.settle``)."""
+        probe = self.probe(SETTLED_PROBE)
+        return dict(probe.value) if probe is not None and isinstance(probe.value, Mapping) else {}
+
     def executions(self) -> Ledger | None:
         """Who ran what, when: the target's ledger where it has one (preferred), else the worker probe's records.
 
@@ -630,6 +636,10 @@ class Recorder:
             meta.started_wall = wall_clock()
         with self._lock:
             self._write(meta)
+
+    def elapsed(self) -> float:
+        """Seconds since the history began, on the clock its events use."""
+        return self._now()[0]
 
     # -- plumbing
 

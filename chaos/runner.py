@@ -20,10 +20,11 @@ from chaos.checkers.compose import Verdict, check_all
 from chaos.checkers.config import for_target
 from chaos.errors import ChaosError, ClusterError
 from chaos.health_watch import HealthWatch
-from chaos.history import BROKER_PROBE, EXECUTIONS_PROBE, History, Meta, Recorder
+from chaos.history import BROKER_PROBE, EXECUTIONS_PROBE, SETTLED_PROBE, History, Meta, Recorder
 from chaos.nemesis import FaultSpec, Nemesis
 from chaos.probe import read_cluster
 from chaos.probes import fetch_ledger
+from chaos.settle import Settler, visibility_timeout
 from chaos.workload import TaskPlan, for_cluster
 
 if TYPE_CHECKING:
@@ -148,10 +149,15 @@ def locate_unfinished(cluster: Cluster, workload: Any, second_look_s: float = 1.
     pending = [t for t in workload.acknowledged if workload.last_status.get(t) not in TERMINAL_STATES]
     if not pending or cluster.redis is None or not cluster.redis.alive():
         return {}
-    first = locate(cluster, pending)
+    first = locate(cluster, pending, visibility_timeout=_visibility(cluster))
     time.sleep(second_look_s)
-    second = locate(cluster, pending)
+    second = locate(cluster, pending, visibility_timeout=_visibility(cluster))
     return {t: {"first": first[t].to_dict(), "second": second[t].to_dict()} for t in pending}
+
+
+def _visibility(cluster: Cluster) -> float | None:
+    """The workers' visibility timeout, as their probe reported it (None without the probe)."""
+    return visibility_timeout((read_cluster(cluster) or {}).get("workers"))
 
 
 def wait_healthy(cluster: Cluster, timeout: float = 60.0) -> None:
@@ -211,8 +217,15 @@ def run_scenario(cluster: Cluster, scenario: Scenario, report_dir: Path | None =
         wait_healthy(cluster)
         last_submit = workload.t0 + max((p.at for p in scenario.plans), default=0.0)
         workload.quiesce_deadline = max(time.monotonic(), last_submit) + scenario.quiesce
+        settler = Settler(cluster, workload, healed_at=time.monotonic())
+        settling, stop_settling = settler.start()  # tasks that cannot finish in time stop being waited for
         thread.join(scenario.quiesce + max((p.at for p in scenario.plans), default=0.0) + 120)
+        stop_settling.set()
+        settling.join(10)
         watch.stop()
+        if settler.settled:
+            recorder.probe(SETTLED_PROBE, {t: s.to_dict() for t, s in settler.settled.items()})
+        errors += settler.errors
         if thread.is_alive():
             raise ClusterError("the workload did not finish after its quiesce deadline")
         if wl_error:

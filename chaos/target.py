@@ -140,6 +140,9 @@ class HttpContract(_Model):
 class Timing(_Model):
     stop_timeout_s: float = Field(default=30.0, gt=0, le=3600)  # a graceful stop waits this long, then SIGKILL
     quiesce_s: float = Field(default=30.0, gt=0, le=3600)  # after the heal, tasks must be terminal within this
+    # The app's own recovery (a sweeper, a re-publisher) brings back a task Celery lost within this many seconds
+    # of the heal. Unset: it has none, as Celery has none, so a task found gone is decided at once.
+    recovery_s: float | None = Field(default=None, ge=0, le=3600)
 
 
 class Image(_Model):
@@ -383,8 +386,8 @@ def load_config(pyproject: Path | None = None) -> dict[str, Any]:
 def load_target(pyproject: Path | None = None, name: str | None = None) -> Target:
     """The default target, or a named one from ``[tool.celery-chaos.targets.NAME]``.
 
-    A named target is the default table with the named table's keys laid over it (env merged), which is how
-    canaries differ from the reference service by one setting.
+    A named target is the default table with the named table's keys laid over it (its sub-tables, such as env and
+    timing, merged key by key), which is how canaries differ from the reference service by one setting.
     """
     path = pyproject or find_pyproject()
     cfg = load_config(path)
@@ -402,6 +405,7 @@ def load_target(pyproject: Path | None = None, name: str | None = None) -> Targe
         if name not in variants:
             raise BadArguments(f"unknown target {name!r}; known: {', '.join(sorted(variants)) or 'none'}")
         over = dict(variants[name])
-        env = {**base.get("env", {}), **over.pop("env", {})}
-        base = {**base, **over, "env": env, "name": over.get("name", name)}
+        merged = {k: {**base[k], **v} for k, v in over.items()  # env, timing, http: one key at a time
+                  if isinstance(v, dict) and isinstance(base.get(k), dict)}
+        base = {**base, **over, **merged, "name": over.get("name", name)}
     return target_from_table(base, path.parent.resolve())

@@ -75,6 +75,7 @@ class BaseWorkload:
         self.key_scope = uuid.uuid4().hex[:8]
         self.acknowledged: dict[str, int] = {}  # task id -> process
         self.last_status: dict[str, str] = {}
+        self.settled: set[str] = set()  # decided before the deadline (chaos.settle): no longer polled
         self._sem: asyncio.Semaphore | None = None
 
     # operations (per client) -------------------------------------------------------------------------------
@@ -120,7 +121,7 @@ class BaseWorkload:
             return
         acked = time.monotonic()
         cancelled = plan.cancel_after is None
-        while time.monotonic() < self.quiesce_deadline:
+        while time.monotonic() < self.quiesce_deadline and not (cancelled and task_id in self.settled):
             if not cancelled and time.monotonic() - acked >= (plan.cancel_after or 0.0):
                 await self.cancel(process, task_id)
                 cancelled = True

@@ -3,7 +3,8 @@
 The final state is the last drain read, else the ledger's state, else the result backend's (see ``analysis``).
 NOT_FOUND is a lost task, judged by ``lost``, not here; so is a task the broker inspector found nowhere in both
 of its looks (``gone``). Each finding says where the task is (running, held, unacked, queued: see
-``chaos.inspector``) and the fix that goes with it. A task with no final state at all is undecided (unknown).
+``chaos.inspector``) and the fix that goes with it, and when it was decided: at the deadline, or earlier when it
+could not finish by then (``chaos.settle``). A task with no final state at all is undecided (unknown).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
     acked = acknowledged(task_lifecycles(history))
     faults = [w.name for w in history.fault_windows()]
     where = history.locations()
+    settled = history.settled()
     findings: list[Finding] = []
     final_states: Counter[str] = Counter()
     undecided: list[str] = []
@@ -43,14 +45,17 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
         loc = (where.get(t.task_id) or {}).get("second")
         why = (f"It is {loc['detail']}. {location_hint(loc['where'])}" if loc
                else stuck_hint(final, faults))
+        when = (f"when it was decided at t={settled[t.task_id]['at']:.1f}s, before the quiesce deadline, as it "
+                f"could not finish by then ({t.final_source} read)" if t.task_id in settled
+                else f"when the run ended ({t.final_source} read after the heal and the quiesce deadline)")
         if len(findings) < config.max_evidence:
             findings.append(
                 Finding(
                     NAME,
                     "stuck",
                     [t.task_id],
-                    f"task {t.task_id} was accepted and still {final} when the run ended ({t.final_source} read "
-                    f"after the heal and the quiesce deadline), never reaching a terminal state. " + why,
+                    f"task {t.task_id} was accepted and still {final} {when}, never reaching a terminal state. "
+                    + why,
                     {
                         "final_state": final,
                         "final_source": t.final_source,

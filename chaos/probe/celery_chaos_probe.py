@@ -261,8 +261,27 @@ def _worker_init(sender, kw):
     emit("worker_init", hostname=_hostname(sender))
 
 
+# The delivery settings that decide where a task can be after a fault (None: Celery's default is in force).
+SETTINGS = ("task_acks_late", "task_reject_on_worker_lost", "worker_prefetch_multiplier", "broker_connection_retry")
+
+
+def _settings(sender):
+    """The worker's own delivery settings, as its app resolved them (the visibility timeout from the transport
+    options: kombu's default of one hour when the app sets none)."""
+    conf = _get(_get(sender, "app"), "conf")
+    if conf is None:
+        return None
+    try:
+        out = {key: conf.get(key) for key in SETTINGS}
+        options = conf.get("broker_transport_options") or {}
+        out["visibility_timeout"] = options.get("visibility_timeout")
+    except Exception:  # noqa: BLE001 - an app with an odd conf object
+        return None
+    return {k: v for k, v in out.items() if isinstance(v, (bool, int, float, str))}
+
+
 def _worker_ready(sender, kw):
-    emit("worker_ready", hostname=_hostname(sender))
+    emit("worker_ready", hostname=_hostname(sender), settings=_settings(sender))
 
 
 def _worker_shutting_down(sender, kw):

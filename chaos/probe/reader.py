@@ -107,8 +107,9 @@ def _worker_name(rec: Mapping[str, Any]) -> str:
 
 
 def worker_events(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per worker (the framework's node name): its Celery hostname, main and pool-child pids, and the timeline of
-    its ``worker_*`` events (init, ready, shutting_down, shutdown, process_init, process_shutdown)."""
+    """Per worker (the framework's node name): its Celery hostname, main and pool-child pids, the timeline of its
+    ``worker_*`` events (init, ready, shutting_down, shutdown, process_init, process_shutdown) and, once ready, the
+    delivery ``settings`` it runs with."""
     workers: dict[str, dict[str, Any]] = {}
     for rec in records:
         key = _worker_key(rec)
@@ -116,6 +117,8 @@ def worker_events(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, A
                                      "child_pids": [], "events": []})
         if rec.get("hostname") and not w["hostname"]:
             w["hostname"] = rec["hostname"]
+        if rec.get("event") == "worker_ready" and isinstance(rec.get("settings"), Mapping):
+            w["settings"] = dict(rec["settings"])  # the latest start's delivery settings
         pid = rec.get("pid")
         if isinstance(pid, int) and pid not in w["pids"]:
             w["pids"].append(pid)

@@ -1,0 +1,139 @@
+"""Decide early: a task that cannot finish before the quiesce deadline stops being waited for.
+
+Waiting out the whole deadline for a task that is already gone is what made a lost task cost 30 s to detect. After
+the final heal the runner looks into Redis and the worker probe's records every ``every_s`` (``chaos.inspector``)
+and *settles* an unfinished task when two looks in a row show a place it cannot leave by the deadline without
+help:
+
+- ``gone``: in no queue, not in the unacked set, held by no live worker;
+- ``unacked`` since T, when T plus the workers' visibility timeout is past the deadline (kombu gives it back only
+  then);
+- ``queued`` while no worker is alive to take it.
+
+The help an app may give is its own recovery (a sweeper, a re-publisher): a target that declares
+``timing.recovery_s`` is left that long after the heal before anything of it is settled; Celery itself has none.
+A task the result backend already holds as finished is settled too when the client's reads of it fail (polling a
+read that answers 500 teaches nothing more). Without the worker probe nothing is settled as gone or parked: a
+prefetched task would look gone.
+
+A settled task is no longer polled; it still gets its final drain read, the runner's last two looks, and the
+checkers' verdict, so settling changes when a scenario ends, never what it finds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from chaos.target import TERMINAL_STATES
+
+if TYPE_CHECKING:
+    from chaos.cluster.cluster import Cluster
+    from chaos.inspector import Location
+    from chaos.workload import BaseWorkload
+
+CELERY_VISIBILITY_S = 3600.0  # kombu's Redis transport default
+
+
+@dataclass(frozen=True)
+class Settled:
+    """Why one task stopped being waited for, and when (on the history's clock)."""
+
+    where: str
+    detail: str
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"where": self.where, "detail": self.detail, "at": round(self.at, 3)}
+
+
+def visibility_timeout(workers: Mapping[str, Mapping[str, Any]] | None) -> float | None:
+    """The shortest visibility timeout the workers run with (their probe's ``settings``); None when no worker
+    reported its settings (the probe is not loaded)."""
+    found = [float(s.get("visibility_timeout") or CELERY_VISIBILITY_S)
+             for w in (workers or {}).values() if isinstance(s := w.get("settings"), Mapping)]
+    return min(found) if found else None
+
+
+def hopeless(loc: Location, *, deadline_epoch: float, visibility_s: float | None, workers_alive: bool,
+             read_failing: bool) -> bool:
+    """Can a task in ``loc`` not reach a terminal state by ``deadline_epoch`` without the app's own recovery?"""
+    if loc.where == "finished":
+        return read_failing
+    if visibility_s is None:  # no probe: a prefetched or running task is indistinguishable from a gone one
+        return False
+    if loc.where == "gone":
+        return True
+    if loc.where == "unacked":
+        return loc.since is not None and loc.since + visibility_s > deadline_epoch
+    if loc.where == "queued":
+        return not workers_alive
+    return False  # running or held by a live worker: it may still finish
+
+
+class Settler:
+    """Looks every ``every_s`` until ``stop`` is set, and adds settled task ids to ``workload.settled``."""
+
+    def __init__(self, cluster: Cluster, workload: BaseWorkload, *, healed_at: float, every_s: float = 1.0,
+                 locate: Callable[..., dict[str, Location]] | None = None) -> None:
+        from chaos.inspector import locate as inspect
+
+        self.cluster = cluster
+        self.workload = workload
+        self.every_s = every_s
+        recovery = cluster.target.timing.recovery_s
+        self.not_before = healed_at + (recovery or 0.0)  # monotonic: the app's own recovery gets its time first
+        self.locate = locate or inspect
+        self.settled: dict[str, Settled] = {}
+        self.errors: list[str] = []
+        self._previous: dict[str, str] = {}  # task id -> the hopeless place of the last look
+
+    def pending(self) -> list[str]:
+        wl = self.workload
+        last = dict(wl.last_status)
+        return [t for t in list(wl.acknowledged) if last.get(t) not in TERMINAL_STATES and t not in self.settled]
+
+    def look(self) -> None:
+        """One look: settle the tasks that were in the same hopeless place in this look and the one before."""
+        from chaos.probe import read_cluster
+
+        pending = self.pending()
+        redis = self.cluster.redis
+        if not pending or redis is None or not redis.alive():
+            return
+        records = read_cluster(self.cluster, include_records=True)
+        now_mono = time.monotonic()
+        deadline_epoch = time.time() + (self.workload.quiesce_deadline - now_mono)
+        visibility = visibility_timeout((records or {}).get("workers"))
+        alive = any(w.alive() for w in self.cluster.workers)
+        where = self.locate(self.cluster, pending, records=records, visibility_timeout=visibility)
+        last = dict(self.workload.last_status)
+        seen: dict[str, str] = {}
+        for tid in pending:
+            loc = where.get(tid)
+            if loc is None or not hopeless(loc, deadline_epoch=deadline_epoch, visibility_s=visibility,
+                                           workers_alive=alive, read_failing=last.get(tid) is None):
+                continue
+            seen[tid] = loc.where
+            if self._previous.get(tid) == loc.where and (now_mono >= self.not_before or loc.where == "finished"):
+                self.settled[tid] = Settled(loc.where, loc.detail, self.workload.recorder.elapsed())
+                self.workload.settled.add(tid)
+        self._previous = seen
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.every_s):
+            try:
+                self.look()
+            except Exception as exc:  # noqa: BLE001 - a failed look costs time, never the verdict
+                self.errors.append(f"early decision look failed: {type(exc).__name__}: {exc}")
+                if len(self.errors) > 3:
+                    return
+
+    def start(self) -> tuple[threading.Thread, threading.Event]:
+        stop = threading.Event()
+        thread = threading.Thread(target=self.run, args=(stop,), name="settler", daemon=True)
+        thread.start()
+        return thread, stop
