@@ -539,9 +539,10 @@ class History:
         return dict(probe.value) if probe is not None and isinstance(probe.value, Mapping) else {}
 
     def settled(self) -> dict[str, dict[str, Any]]:
-        """task id -> {"where", "detail", "at"} for tasks no longer waited for (``chaos.settle``)."""
-        probe = self.probe(SETTLED_PROBE)
-        return dict(probe.value) if probe is not None and isinstance(probe.value, Mapping) else {}
+        """task id -> {"where", "detail", "at"} for tasks no longer waited for (``chaos.settle``), over every
+        quiesce of the history."""
+        return {t: v for p in self.probes if p.name == SETTLED_PROBE and isinstance(p.value, Mapping)
+                for t, v in p.value.items()}
 
     def executions(self) -> Ledger | None:
         """Who ran what, when: the target's ledger where it has one (preferred), else the worker probe's records.

@@ -20,11 +20,11 @@ from chaos.checkers.compose import Verdict, check_all
 from chaos.checkers.config import for_target
 from chaos.errors import ChaosError, ClusterError
 from chaos.health_watch import HealthWatch
-from chaos.history import BROKER_PROBE, EXECUTIONS_PROBE, SETTLED_PROBE, History, Meta, Recorder
+from chaos.history import BROKER_PROBE, EXECUTIONS_PROBE, History, Meta, Recorder
 from chaos.nemesis import FaultSpec, Nemesis
 from chaos.probe import read_cluster
 from chaos.probes import fetch_ledger
-from chaos.settle import Settler, visibility_timeout
+from chaos.settle import settling, visibility_timeout
 from chaos.workload import TaskPlan, for_cluster
 
 if TYPE_CHECKING:
@@ -155,6 +155,46 @@ def locate_unfinished(cluster: Cluster, workload: Any, second_look_s: float = 1.
     return {t: {"first": first[t].to_dict(), "second": second[t].to_dict()} for t in pending}
 
 
+def gather_evidence(cluster: Cluster, workload: Any, recorder: Recorder, since: float | None) -> list[str]:
+    """After the quiesce, into the history: where each unfinished task is, the target's ledger, the worker
+    probe's executions (without earlier runs' leftovers), and the workers that died on their own. Returns the
+    errors that cost evidence (the caller notes them)."""
+    errors: list[str] = []
+    try:
+        where = locate_unfinished(cluster, workload)
+        if where:
+            recorder.probe(BROKER_PROBE, where)
+    except Exception as exc:  # noqa: BLE001 - a look into Redis must not cost the verdict
+        recorder.note(f"broker inspector failed: {type(exc).__name__}: {exc}")
+    try:
+        ledger = fetch_ledger(cluster, since=since)
+        if ledger is not None:
+            recorder.probe("ledger", ledger)
+    except ChaosError as exc:
+        errors.append(f"probe failed: {exc}")
+    try:
+        records = read_cluster(cluster, since=since)
+        if records is not None:  # the worker probe: executions seen by Celery's own signals
+            earlier = cluster.submitted - set(workload.acknowledged)
+            recorder.probe(EXECUTIONS_PROBE, without_leftovers(records, earlier))
+    except OSError as exc:
+        recorder.note(f"worker probe records unreadable: {exc}")
+    for w in cluster.workers:
+        if not w.alive():
+            recorder.note(f"{w.name} was not running at the end: it exited on its own, not by a fault")
+    return errors
+
+
+def without_leftovers(records: dict[str, Any], earlier: set[str]) -> dict[str, Any]:
+    """The probe's records without the tasks earlier runs on the cluster submitted (a message restored from the
+    unacked set after the visibility timeout runs in a later scenario: not this scenario's work)."""
+    tasks = records.get("tasks") or []
+    kept = [t for t in tasks if str(t.get("task_id")) not in earlier]
+    if len(kept) == len(tasks):
+        return records
+    return {**records, "tasks": kept, "probe": {**(records.get("probe") or {}), "leftovers": len(tasks) - len(kept)}}
+
+
 def _visibility(cluster: Cluster) -> float | None:
     """The workers' visibility timeout, as their probe reported it (None without the probe)."""
     return visibility_timeout((read_cluster(cluster) or {}).get("workers"))
@@ -217,46 +257,21 @@ def run_scenario(cluster: Cluster, scenario: Scenario, report_dir: Path | None =
         wait_healthy(cluster)
         last_submit = workload.t0 + max((p.at for p in scenario.plans), default=0.0)
         workload.quiesce_deadline = max(time.monotonic(), last_submit) + scenario.quiesce
-        settler = Settler(cluster, workload, healed_at=time.monotonic())
-        settling, stop_settling = settler.start()  # tasks that cannot finish in time stop being waited for
-        thread.join(scenario.quiesce + max((p.at for p in scenario.plans), default=0.0) + 120)
-        stop_settling.set()
-        settling.join(10)
+        with settling(cluster, workload, recorder) as settler:  # tasks that cannot finish in time: not waited for
+            thread.join(scenario.quiesce + max((p.at for p in scenario.plans), default=0.0) + 120)
         watch.stop()
-        if settler.settled:
-            recorder.probe(SETTLED_PROBE, {t: s.to_dict() for t, s in settler.settled.items()})
         errors += settler.errors
         if thread.is_alive():
             raise ClusterError("the workload did not finish after its quiesce deadline")
         if wl_error:
             raise wl_error[0]
-        try:
-            where = locate_unfinished(cluster, workload)
-            if where:
-                recorder.probe(BROKER_PROBE, where)
-        except Exception as exc:  # noqa: BLE001 - a look into Redis must not cost the verdict
-            recorder.note(f"broker inspector failed: {type(exc).__name__}: {exc}")
-        try:
-            ledger = fetch_ledger(cluster, since=meta.started_wall - 1.0)
-            if ledger is not None:
-                recorder.probe("ledger", ledger)
-        except ChaosError as exc:
-            errors.append(str(exc))
-            recorder.note(f"probe failed: {exc}")
-        try:
-            records = read_cluster(cluster, since=meta.started_wall - 1.0)
-            if records is not None:  # the worker probe: executions seen by Celery's own signals
-                recorder.probe(EXECUTIONS_PROBE, records)
-        except OSError as exc:
-            recorder.note(f"worker probe records unreadable: {exc}")
+        errors += gather_evidence(cluster, workload, recorder, since=meta.started_wall - 1.0)
         for e in errors:
             recorder.note(e)
-        for w in cluster.workers:
-            if not w.alive():
-                recorder.note(f"{w.name} was not running at the end: it exited on its own, not by a fault")
     finally:
         watch.stop()
         recorder.close()
+        cluster.submitted |= set(workload.acknowledged)
         if report_dir is not None:
             cluster.keep_logs(report_dir / "logs" / scenario.name)
     history = recorder.history()

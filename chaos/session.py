@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import os
 import re
 import threading
@@ -415,7 +416,7 @@ class ChaosSession:
                 for t, s in zip(pending, got, strict=True):
                     if s is not None:
                         seen[t] = s
-                pending = [t for t in pending if seen[t] not in TERMINAL_STATES]
+                pending = [t for t in pending if seen[t] not in TERMINAL_STATES and t not in self.workload.settled]
                 if not pending or time.monotonic() >= deadline:
                     break
                 await asyncio.sleep(self.workload.poll_interval)
@@ -440,7 +441,16 @@ class ChaosSession:
         except ChaosError as exc:
             self._error(str(exc))
         limit = self.target.timing.quiesce_s if timeout is None else timeout
-        states = self._poll(self.task_ids, time.monotonic() + limit)
+        from chaos.settle import settling
+
+        deadline = self.workload.quiesce_deadline = time.monotonic() + limit
+        try:
+            with settling(self.cluster, self.workload, self.recorder) as settler:  # no wait for the hopeless
+                states = self._poll(self.task_ids, deadline)
+        finally:
+            self.workload.quiesce_deadline = math.inf
+        for e in settler.errors:
+            self._error(e)
         self._dirty = False
         self._quiesced = True
         return states
@@ -605,38 +615,16 @@ class ChaosSession:
         if self._dirty or not self._quiesced:
             self.quiesce()
         self._stop_watch()
-        from chaos.history import BROKER_PROBE, EXECUTIONS_PROBE
-        from chaos.probe import read_cluster
-        from chaos.probes import fetch_ledger
-        from chaos.runner import locate_unfinished
+        from chaos.runner import gather_evidence
 
         started = self.recorder.history().started_wall
-        since = started - 1.0 if started else None
-        try:  # where each unfinished task is (queued, unacked, held by a worker, gone), as the runner looks
-            where = locate_unfinished(self.cluster, self.workload)
-            if where:
-                self.recorder.probe(BROKER_PROBE, where)
-        except Exception as exc:  # noqa: BLE001 - a look into Redis must not cost the verdict
-            self.recorder.note(f"broker inspector failed: {type(exc).__name__}: {exc}")
-        try:
-            ledger = fetch_ledger(self.cluster, since=since)
-            if ledger is not None:
-                self.recorder.probe("ledger", ledger)
-        except ChaosError as exc:
-            self._error(str(exc))
-        try:
-            records = read_cluster(self.cluster, since=since)
-            if records is not None:  # the worker probe: executions seen by Celery's own signals
-                self.recorder.probe(EXECUTIONS_PROBE, records)
-        except OSError as exc:
-            self.recorder.note(f"worker probe records unreadable: {exc}")
+        for e in gather_evidence(self.cluster, self.workload, self.recorder, started - 1.0 if started else None):
+            self._error(e)
+        self.cluster.submitted |= set(self.workload.acknowledged)
         with self._lock:
             new, self._noted = self.errors[self._noted:], len(self.errors)
         for e in new:
             self.recorder.note(e)
-        for w in self.cluster.workers:
-            if not w.alive():
-                self.recorder.note(f"{w.name} was not running at the end: it exited on its own, not by a fault")
         history = self.recorder.history()
         result = check_all(history, for_target(self.check, self.target))
         self._write_replay()

@@ -22,9 +22,10 @@ checkers' verdict, so settling changes when a scenario ends, never what it finds
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from chaos.target import TERMINAL_STATES
 
 if TYPE_CHECKING:
     from chaos.cluster.cluster import Cluster
+    from chaos.history import Recorder
     from chaos.inspector import Location
     from chaos.workload import BaseWorkload
 
@@ -94,7 +96,7 @@ class Settler:
     def pending(self) -> list[str]:
         wl = self.workload
         last = dict(wl.last_status)
-        return [t for t in list(wl.acknowledged) if last.get(t) not in TERMINAL_STATES and t not in self.settled]
+        return [t for t in list(wl.acknowledged) if last.get(t) not in TERMINAL_STATES and t not in wl.settled]
 
     def look(self) -> None:
         """One look: settle the tasks that were in the same hopeless place in this look and the one before."""
@@ -137,3 +139,20 @@ class Settler:
         thread = threading.Thread(target=self.run, args=(stop,), name="settler", daemon=True)
         thread.start()
         return thread, stop
+
+
+@contextlib.contextmanager
+def settling(cluster: Cluster, workload: BaseWorkload, recorder: Recorder) -> Iterator[Settler]:
+    """Settle tasks while the body waits for the workload (call it right after the heal, with the workload's
+    ``quiesce_deadline`` set); what was settled lands in the history, failed looks in ``settler.errors``."""
+    from chaos.history import SETTLED_PROBE
+
+    settler = Settler(cluster, workload, healed_at=time.monotonic())
+    thread, stop = settler.start()
+    try:
+        yield settler
+    finally:
+        stop.set()
+        thread.join(10)
+        if settler.settled:
+            recorder.probe(SETTLED_PROBE, {t: s.to_dict() for t, s in settler.settled.items()})

@@ -62,6 +62,7 @@ class Cluster:
         self._listen: dict[str, str] = {}  # proxy link -> where it listens, as the proxy process sees it
         self.client_api_endpoint: tuple[str, int] | None = None
         self.bring_up_seconds: float | None = None
+        self.submitted: set[str] = set()  # task ids earlier runs on this cluster were given: their leftovers
 
     # bring-up ----------------------------------------------------------------------------------------------
     def __enter__(self) -> Cluster:

@@ -171,6 +171,7 @@ class FakeCluster:
         self.api = FakeNode("api", "api")
         self.workers = [FakeNode(f"worker-{i}", "worker") for i in range(workers)]
         self.resets = 0
+        self.submitted: set[str] = set()
 
     @property
     def api_url(self) -> str:
