@@ -837,7 +837,8 @@ def recover_api_kill(cluster: Any, api: _Api) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------------------------- the run
-SECTIONS = ("latency", "throughput", "memory", "recovery", "bring_up", "gate")
+OPS_LABEL = "SET+GET"
+SECTIONS = ("latency", "throughput", "memory", "recovery", "proxy", "bring_up", "gate")
 
 
 def _defaults(quick: bool) -> dict[str, Any]:
@@ -917,7 +918,7 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
                      "throughput_tasks": tput_n, "worker_counts": wcounts,
                      "worker_concurrency": target.worker_concurrency, "memory_tasks": mem_n,
                      **bp.settings()},
-        "bring_up": {}, "submit_latency": {}, "throughput": {}, "recovery": {}, "redis_memory": {}, "gate": {},
+        "bring_up": {}, "submit_latency": {}, "throughput": {}, "recovery": {}, "redis_memory": {}, "proxy": {}, "gate": {},
         "section_seconds": {}, "errors": {},
     }
     errors: dict[str, str] = res["errors"]
@@ -1018,7 +1019,12 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
                     bare.close()
                     api.close()
 
-        # ---- bring-up, gate -----------------------------------------------------------------------------------
+        # ---- the fault proxy, bring-up, gate -------------------------------------------------------------------
+        if "proxy" in wanted:
+            from chaos.proxy.bench import measure_proxy
+
+            say("bench: the fault proxy on a Redis link without toxics (redis-benchmark, direct vs proxied) ...")
+            res["proxy"] = section("proxy", lambda: measure_proxy(repeats=1 if quick else 3)) or {"skipped": "failed"}
         if "bring_up" in wanted:
             say(f"bench: bring-up of each backend (2 workers, {up_reps} run(s) each) ...")
             res["bring_up"]["local"] = section("bring_up.local", lambda: measure_bring_up(target, "local", up_reps))
@@ -1180,6 +1186,13 @@ def render_table(res: dict[str, Any]) -> Table:
         if "queued_tasks" in v:
             t.add_row("Redis used_memory", f"{k}: {v['queued_tasks']:,} tasks queued",
                       f"{v['queued_bytes'] / 2**20:.2f} MiB, {v['bytes_per_queued_task']:.0f} B/queued task")
+    proxy = res.get("proxy") or {}
+    if "skipped" in proxy:
+        t.add_row("fault proxy, no toxics", "", f"skipped: {proxy['skipped']}")
+    for n, v in proxy.items():
+        if n.isdigit():
+            t.add_row("fault proxy, no toxics", f"redis-benchmark {n} client(s), {OPS_LABEL}",
+                      f"direct {v['direct_ops_s']:,} / proxied {v['proxied_ops_s']:,} ops/s, ratio {v['ratio']:.2f}")
     for k, v in res.get("bring_up", {}).items():
         if "seconds" not in v:
             t.add_row("bring-up", k, f"skipped: {v['skipped']}")

@@ -11,7 +11,8 @@ help:
 - ``queued`` while no worker is alive to take it.
 
 The help an app may give is its own recovery (a sweeper, a re-publisher): a target that declares
-``timing.recovery_s`` is left that long after the heal before anything of it is settled; Celery itself has none.
+``timing.recovery_s`` is left that long after the heal before a gone or unacked task of it is settled (a queued
+task with no worker alive is past any re-publishing); Celery itself has none.
 A task the result backend already holds as finished is settled too when the client's reads of it fail (polling a
 read that answers 500 teaches nothing more). Without the worker probe nothing is settled as gone or parked: a
 prefetched task would look gone.
@@ -120,7 +121,10 @@ class Settler:
                                            workers_alive=alive, read_failing=last.get(tid) is None):
                 continue
             seen[tid] = loc.where
-            if self._previous.get(tid) == loc.where and (now_mono >= self.not_before or loc.where == "finished"):
+            # the app's recovery re-publishes what Celery lost; a finished task or one queued with no worker
+            # alive to run it is no case for it
+            if self._previous.get(tid) == loc.where and (now_mono >= self.not_before
+                                                         or loc.where in ("finished", "queued")):
                 self.settled[tid] = Settled(loc.where, loc.detail, self.workload.recorder.elapsed())
                 self.workload.settled.add(tid)
         self._previous = seen

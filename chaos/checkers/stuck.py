@@ -45,8 +45,8 @@ def check(history: History, config: CheckConfig | None = None) -> CheckResult:
         loc = (where.get(t.task_id) or {}).get("second")
         why = (f"It is {loc['detail']}. {location_hint(loc['where'])}" if loc
                else stuck_hint(final, faults))
-        when = (f"when it was decided at t={settled[t.task_id]['at']:.1f}s, before the quiesce deadline, as it "
-                f"could not finish by then ({t.final_source} read)" if t.task_id in settled
+        when = (f"at t={settled[t.task_id]['at']:.1f}s ({t.final_source} read), decided before the quiesce "
+                "deadline as it could not finish by then" if t.task_id in settled
                 else f"when the run ended ({t.final_source} read after the heal and the quiesce deadline)")
         if len(findings) < config.max_evidence:
             findings.append(

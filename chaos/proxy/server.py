@@ -4,7 +4,9 @@ Everything here runs on one asyncio loop (the API handlers too), so no locking i
 client gets a :class:`Connection` to the upstream with two :class:`Link` s (``upstream`` = client->server,
 ``downstream`` = server->client). A link is two tasks: a reader that moves chunks from the source socket
 into a small bounded queue (so a slow or held link pushes back on the sender through TCP, never buffering
-without limit), and a pump that feeds each chunk through the link's current toxics and writes the result.
+without limit), and a pump that feeds each chunk through the link's current toxics and writes the result. A link
+without toxics, with nothing queued, skips the queue: the reader writes its bytes straight on (the fast path a
+link spends most of its life on).
 Toxics are attached to live links when added, so they affect existing connections at their next bytes.
 An error on either socket ends both; an upstream RST is passed on to the client as an RST.
 """
@@ -100,6 +102,7 @@ class Link:
         self.writer = writer
         self.states: dict[str, ToxicState] = {}  # insertion order = chain order
         self.queue: asyncio.Queue[Chunk | None] = asyncio.Queue(QUEUE_CHUNKS)
+        self.busy = False  # the pump is feeding a chunk through the toxics
         self.done = False
 
     # -- toxics ---------------------------------------------------------------------------------------------
@@ -136,6 +139,11 @@ class Link:
         try:
             while True:
                 data = await self.reader.read(READ_SIZE)
+                if data and not self.states and not self.busy and self.queue.empty():
+                    # the fast path: no toxic and nothing queued before these bytes, so no pump hop is needed
+                    self.writer.write(data)
+                    await self.writer.drain()  # a slow receiver pushes back on the sender, as on the queue
+                    continue
                 await self.queue.put(Chunk(data, asyncio.get_running_loop().time()) if data else None)
                 if not data:
                     return
@@ -154,7 +162,11 @@ class Link:
                 if chunk is None:
                     await self._eof()
                     return
-                await self._process(chunk, frozenset())
+                self.busy = True  # a chunk in the toxic chain: later bytes queue behind it
+                try:
+                    await self._process(chunk, frozenset())
+                finally:
+                    self.busy = False
         except CloseConnection as exc:
             self.conn.close(reset=exc.reset)
         except ConnectionResetError:

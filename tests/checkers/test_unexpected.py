@@ -88,3 +88,38 @@ def test_pending_for_unknown_ids_is_celerys_default_and_no_finding():
     assert r.valid is True and not r.findings
     r = unexpected.check(_probe(clean(2, ledger=False), "never-1", "PENDING").build())
     assert r.valid == UNKNOWN and r.stats["applicable"] is False
+
+
+def _executions(b: HistoryBuilder, *rows: tuple[str, str, float]) -> HistoryBuilder:
+    """The worker probe's records: (task id, task name, first record) per task, no ledger."""
+    from chaos.history import EXECUTIONS_PROBE, Probe
+
+    from .builder import wall
+
+    tasks = [{**ledger_task(tid, created=at), "name": name} for tid, name, at in rows]
+    b._add(150.0, Probe(0, EXECUTIONS_PROBE, 150.0, wall(150.0), {"tasks": tasks, "probe": {"loaded": True}}))
+    return b
+
+
+def test_an_execution_nobody_submitted_is_found_from_probe_records():
+    b = _executions(clean(2, ledger=False), ("t0", "app.add", 0.1), ("t1", "app.add", 1.1),
+                    ("again", "app.add", 1.5))
+    r = unexpected.check(b.build())
+    assert r.valid is False
+    assert [(f.kind, f.task_ids) for f in r.findings] == [("unexpected-execution", ["again"])]
+    assert "app.add" in r.findings[0].message and "new id" in r.findings[0].message
+
+
+def test_the_apps_own_other_tasks_are_not_unexpected():
+    # a sub-task or a periodic task of another name is the app's own work, not a client's duplicate
+    b = _executions(clean(2, ledger=False), ("t0", "app.add", 0.1), ("t1", "app.add", 1.1),
+                    ("child", "app.notify", 1.5))
+    r = unexpected.check(b.build())
+    assert r.valid is True and r.stats["other_task_names"] == 1
+
+
+def test_an_unknown_fate_submit_explains_one_probe_execution():
+    b = clean(1, ledger=False)
+    b.submit(None, at=3, phase="info")
+    _executions(b, ("t0", "app.add", 0.1), ("maybe", "app.add", 3.2))
+    assert unexpected.check(b.build()).valid is True
