@@ -70,15 +70,54 @@ def join_hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def listen_on(callback: Any, address: str) -> asyncio.base_events.Server:
-    """Listen on ONE address (like Go's net.Listen): ``localhost:0`` must not get two sockets, two ports."""
+class PassThroughReader(asyncio.StreamReader):
+    """A StreamReader that hands incoming bytes straight to ``bypass`` while nothing is buffered and ``bypass``
+    takes them (a link without toxics writes them on from the protocol callback: no task wakes per chunk); the
+    rest is buffered and read as usual, in order."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buffered = 0  # bytes fed to the buffer and not read yet (counted from the first byte)
+        self.bypass: Any = None  # (bytes) -> bool: True when it wrote them on
+
+    def feed_data(self, data: bytes) -> None:
+        if self.buffered == 0 and self.bypass is not None and self.bypass(data):
+            return
+        self.buffered += len(data)
+        super().feed_data(data)
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await super().read(n)
+        self.buffered -= len(data)
+        return data
+
+
+def _streams(loop: asyncio.AbstractEventLoop, callback: Any) -> asyncio.StreamReaderProtocol:
+    return asyncio.StreamReaderProtocol(PassThroughReader(loop=loop), callback, loop=loop)
+
+
+async def listen_on(callback: Any, address: str, passthrough: bool = False) -> asyncio.base_events.Server:
+    """Listen on ONE address (like Go's net.Listen): ``localhost:0`` must not get two sockets, two ports.
+    ``passthrough``: connections read through a :class:`PassThroughReader`."""
     host, port = split_hostport(address)
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not infos:
         raise OSError(f"cannot resolve {host}")
     infos.sort(key=lambda info: info[0] != socket.AF_INET)  # prefer IPv4, as Go does for "localhost"
     bind_host = str(infos[0][4][0])
-    return await asyncio.start_server(callback, bind_host, port, reuse_address=True)
+    if not passthrough:
+        return await asyncio.start_server(callback, bind_host, port, reuse_address=True)
+    return await loop.create_server(lambda: _streams(loop, callback), bind_host, port, reuse_address=True)
+
+
+async def connect(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``asyncio.open_connection``, reading through a :class:`PassThroughReader`."""
+    loop = asyncio.get_running_loop()
+    reader = PassThroughReader(loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await loop.create_connection(lambda: protocol, host, port)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 
 def _rng_from_env() -> random.Random:
@@ -125,6 +164,16 @@ class Link:
     def detach_all(self) -> None:
         for name in list(self.states):
             self.detach(name)
+
+    def bypass(self, data: bytes) -> bool:
+        """Write ``data`` on at once, from the protocol callback, when nothing can come between: no toxic, nothing
+        queued or in the pump, and a receiver that keeps up (less than one read waiting in its send buffer)."""
+        transport = self.writer.transport
+        if (self.states or self.busy or not self.queue.empty() or transport.is_closing()
+                or transport.get_write_buffer_size() > READ_SIZE):
+            return False
+        transport.write(data)
+        return True
 
     def _next_state(self, applied: frozenset[ToxicState]) -> ToxicState | None:
         # Re-read the live chain at every step: toxics added or removed meanwhile count from the next step.
@@ -224,6 +273,8 @@ class Connection:
         for toxic in self.proxy.toxics.values():
             self.links[toxic.stream].attach(toxic)
         for link in self.links.values():
+            if isinstance(link.reader, PassThroughReader):
+                link.reader.bypass = link.bypass
             for coro in (link.read_loop(), link.pump()):
                 task = asyncio.get_running_loop().create_task(coro)
                 self.tasks.add(task)
@@ -296,7 +347,7 @@ class Proxy:
         if self.enabled:
             return
         try:
-            self._server = await listen_on(self._accept, self.listen)
+            self._server = await listen_on(self._accept, self.listen, passthrough=True)
         except OSError as exc:
             raise ApiError(f"listen tcp {self.listen}: {exc.strerror or exc}", 500) from None
         # Port 0 -> the real address and port, kept for re-enabling (as Toxiproxy does).
@@ -325,7 +376,7 @@ class Proxy:
             host, port = split_hostport(self.upstream)
             try:
                 up_reader, up_writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, port), CONNECT_TIMEOUT
+                    connect(host, port), CONNECT_TIMEOUT
                 )
             except (OSError, asyncio.TimeoutError) as exc:
                 log.info("proxy %s: upstream %s unreachable: %s", self.name, self.upstream, exc)

@@ -125,6 +125,28 @@ def test_no_bandwidth_toxic_is_fast(echo_proxy: Proxy) -> None:
     sock.close()
 
 
+def test_bytes_stay_in_order_while_toxics_come_and_go(client: ToxiproxyClient, echo_proxy: Proxy) -> None:
+    # a link without toxics writes straight on; toxics added and removed mid-stream must not reorder a byte
+    import threading
+
+    payload = b"".join(b"%08d" % i for i in range(150_000))  # 1.2 MB of numbered records
+    sock = connect(echo_proxy, timeout=20)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(recv_exactly(sock, len(payload))))
+    reader.start()
+    stream = "upstream"
+    for i, offset in enumerate(range(0, len(payload), 60_000)):
+        sock.sendall(payload[offset:offset + 60_000])
+        if i % 4 == 0:
+            stream = "downstream" if i % 8 else "upstream"
+            client.latency(echo_proxy, 5, stream=stream)
+        elif i % 4 == 2:
+            client.remove_toxic(echo_proxy, f"latency_{stream}")
+    reader.join(20)
+    sock.close()
+    assert got and got[0] == payload
+
+
 # -- timeout ------------------------------------------------------------------------------------------------
 
 
