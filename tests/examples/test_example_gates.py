@@ -19,6 +19,13 @@ TRUE_DEFECTS = {"availability/read-failed", "stuck/stuck", "lost/gone", "lost/fa
                 "availability/hung"}
 
 
+def app_failed(finding: dict) -> bool:
+    """A submit the app itself answered with a 5xx: its ``.delay()`` raised, with no handling (a real defect of
+    the tutorial's; a client-side timeout or a refused connection would not be the app's word)."""
+    completion = ((finding.get("evidence") or {}).get("op") or {}).get("completion") or {}
+    return (completion.get("value") or {}).get("status_code", 0) >= 500
+
+
 def gate(app: str, report: Path) -> tuple[int, dict]:
     r = subprocess.run([sys.executable, "-m", "chaos.cli", "run", *SCENARIOS, "--seed", "7", "--report",
                         str(report)], cwd=ROOT / "examples" / app, capture_output=True, text=True, timeout=600,
@@ -31,10 +38,11 @@ def test_the_tutorial_app_fails_for_its_real_defects_only(tmp_path):
     code, report = gate("tutorial", tmp_path)
     assert code == 1, report
     by_name = {s["name"]: s for s in report["scenarios"]}
-    kinds = {f"{f['checker']}/{f['kind']}" for s in report["scenarios"] for f in s["findings"]}
-    others = [f"{s['name']}: {f['checker']}/{f['kind']}: {f['message']}" for s in report["scenarios"]
-              for f in s["findings"] if f"{f['checker']}/{f['kind']}" not in TRUE_DEFECTS]
-    assert kinds <= TRUE_DEFECTS, others
+    findings = [(s["name"], f) for s in report["scenarios"] for f in s["findings"]
+                if not (f["kind"] == "unavailable" and app_failed(f))]
+    others = [f"{name}: {f['checker']}/{f['kind']}: {f['message']}" for name, f in findings
+              if f"{f['checker']}/{f['kind']}" not in TRUE_DEFECTS]
+    assert not others, others
     # the status endpoint answers 500 for a failed task (its result is an exception JSON cannot carry)
     assert any(f["kind"] == "read-failed" for f in by_name["submit-status-cancel"]["findings"])
     # acks early (Celery's default): the task the SIGKILLed worker ran is gone, its prefetched ones parked in
