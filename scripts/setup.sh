@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepare a fresh Debian/Ubuntu machine for celery-chaos: system packages (redis-server, docker.io,
+# Prepare a fresh Debian/Ubuntu machine for celery-chaos: system packages (redis-server, docker.io, wrk,
 # debootstrap, chromium), the Python package, and (where Docker can run) a Docker daemon and the offline images
 # of the reference target. Idempotent; run as root. It starts nothing but a Docker daemon when none answers, and
 # stops or kills nothing.
@@ -12,6 +12,7 @@ command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 # the HTML report is checked in a real headless browser (tests/report)
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need_apt+=(chromium)
+command -v wrk >/dev/null || need_apt+=(wrk)                # the bench's load generator (submit section)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

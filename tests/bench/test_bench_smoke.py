@@ -32,7 +32,7 @@ def test_bench_quick_writes_every_documented_key(tmp_path: Path) -> None:
     assert rc == 0, res["errors"]
     assert res["errors"] == {}
     assert res["schema"] == SCHEMA and res["quick"] is True
-    for key in ("command", "started_at", "wall_s", "machine", "settings", "bring_up", "submit_latency",
+    for key in ("command", "started_at", "wall_s", "machine", "settings", "bring_up", "submit_latency", "submit", "proxy",
                 "throughput", "recovery", "redis_memory", "gate", "sections", "section_seconds", "errors"):
         assert key in res, key
     m = res["machine"]
@@ -67,7 +67,15 @@ def test_bench_quick_writes_every_documented_key(tmp_path: Path) -> None:
     bulk = res["redis_memory"]["bulk"]
     assert bulk["tasks"] == 500 and bulk["queued_tasks"] == 500 and _positive(bulk["bytes_per_queued_task"])
     assert _positive(bulk["tasks_per_s"])
-    assert res["sections"] == ["latency", "throughput", "memory", "recovery", "bring_up"]
+    assert res["sections"] == ["latency", "submit", "throughput", "memory", "recovery", "proxy", "bring_up"]
+    for level in ("10", "100"):  # the submit path and the bare endpoint, loaded alike in the same run
+        v = res["submit"][level]
+        assert _positive(v["target"]["rps"]) and _positive(v["bare"]["rps"]) and _positive(v["ratio"]), v
+        assert v["target"]["p50_ms"] <= v["target"]["p99_ms"], v
+    assert res["submit"]["settings"]["generator"] in ("wrk", "client processes")
+    for clients in ("1", "50"):  # the fault proxy without toxics, against Redis direct
+        v = res["proxy"][clients]
+        assert _positive(v["direct_ops_s"]) and _positive(v["proxied_ops_s"]) and _positive(v["ratio"]), v
     assert all(_positive(res["section_seconds"][k]) for k in ("submit_latency.celery", "throughput.noop",
                                                               "redis_memory.bulk", "bring_up.local"))
     assert "chaos bench" in (tmp_path / "table.txt").read_text()

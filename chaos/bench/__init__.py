@@ -85,6 +85,11 @@ JSON keys (``--json FILE``), all times in seconds unless the key says ``_ms``:
   they all finished), ``queued_tasks``, ``queued_bytes``, ``bytes_per_queued_task``, ``seconds``, ``tasks_per_s``}
   and ``api`` (before/after/per task over the tasks of the latency and throughput phases: the submits the API
   accepted plus the bare tasks sent).
+- ``submit`` (``chaos.bench.submit``): {level as string: {``target``|``bare``: {``rps``, ``p50_ms``, ``p90_ms``,
+  ``p99_ms``, ``non_2xx``, ``socket_errors``, ``rps_runs``, ``rps_median``}, ``ratio`` (target / bare req/s)},
+  ``settings``: {``generator`` (wrk | client processes), ``seconds``, ``repeats``, ``levels``}} or {``skipped``}.
+- ``proxy`` (``chaos.bench.proxy``): {clients as string: {``direct_ops_s``, ``proxied_ops_s``, ``ratio``,
+  ``runs``}, ``settings``: {``ops``, ``requests``, ``repeats``, ``event_loop``}} or {``skipped``: reason}.
 - ``gate``: {``wall_s``, ``exit_code``, ``scenarios``} or {``skipped``: reason}.
 - ``errors``: sections that could not be measured, {section: message} (exit code 2 when not empty).
 """
@@ -126,10 +131,10 @@ BENCH_TABLE = "[tool.celery-chaos.bench]"
 BARE_QUEUE = "bench_bare"
 BARE_TASK = "bench.bare"
 MAX_SOCKETS = 1000
-SUBMITTING = ("latency", "throughput", "memory", "recovery")  # the sections that need the target's HTTP API
+SUBMITTING = ("latency", "submit", "throughput", "memory", "recovery")  # the sections that need the target's HTTP API
 
 BARE_APP = '''\
-"""Bare Celery baseline for chaos bench (written and run by chaos/bench.py)."""
+"""Bare Celery baseline for chaos bench (written and run by chaos/bench)."""
 import os
 import time
 
@@ -838,7 +843,8 @@ def recover_api_kill(cluster: Any, api: _Api) -> tuple[float, float]:
 
 # ---------------------------------------------------------------------------------------------- the run
 OPS_LABEL = "SET+GET"
-SECTIONS = ("latency", "throughput", "memory", "recovery", "proxy", "bring_up", "gate")
+SUBMIT_LEVELS = (10, 100)  # concurrent connections of the submit section (the plan's 10 and 100)
+SECTIONS = ("latency", "submit", "throughput", "memory", "recovery", "proxy", "bring_up", "gate")
 
 
 def _defaults(quick: bool) -> dict[str, Any]:
@@ -918,7 +924,7 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
                      "throughput_tasks": tput_n, "worker_counts": wcounts,
                      "worker_concurrency": target.worker_concurrency, "memory_tasks": mem_n,
                      **bp.settings()},
-        "bring_up": {}, "submit_latency": {}, "throughput": {}, "recovery": {}, "redis_memory": {}, "proxy": {}, "gate": {},
+        "bring_up": {}, "submit_latency": {}, "submit": {}, "throughput": {}, "recovery": {}, "redis_memory": {}, "proxy": {}, "gate": {},
         "section_seconds": {}, "errors": {},
     }
     errors: dict[str, str] = res["errors"]
@@ -995,6 +1001,21 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
                     bare.close()
                     api.close()
 
+        # ---- cluster S: the submit path against a bare endpoint -----------------------------------------------
+        if "submit" in wanted:
+            from chaos.bench.submit import generator, measure_submit
+
+            say(f"bench: cluster S (the target's own env, no workers: tasks only queue); load by {generator()} ...")
+            with Cluster(target, backend="local", workers=0) as c:
+                api = _Api(c, bp)
+                try:
+                    res["submit"] = section("submit", lambda: measure_submit(
+                        api.url + api.http.submit_path, api.http.submit_method, api.body(), api.auth,
+                        link_url(c, "api_redis"), api.http.token, tmp / "submit", levels=SUBMIT_LEVELS,
+                        seconds=3.0 if quick else 8.0, repeats=1 if quick else 3, say=say)) or {"skipped": "failed"}
+                finally:
+                    api.close()
+
         # ---- cluster B: short tasks and recovery --------------------------------------------------------------
         if {"throughput", "recovery"} & set(wanted):
             say("bench: cluster B (the target's own env, 1 worker) on local ...")
@@ -1021,10 +1042,11 @@ def run_bench(target: Target, backend: str = "local", json_out: Path | None = No
 
         # ---- the fault proxy, bring-up, gate -------------------------------------------------------------------
         if "proxy" in wanted:
-            from chaos.proxy.bench import measure_proxy
+            from chaos.bench.proxy import measure_proxy
 
             say("bench: the fault proxy on a Redis link without toxics (redis-benchmark, direct vs proxied) ...")
-            res["proxy"] = section("proxy", lambda: measure_proxy(repeats=1 if quick else 3)) or {"skipped": "failed"}
+            res["proxy"] = section("proxy", lambda: measure_proxy(
+                requests=10_000 if quick else 50_000, repeats=1 if quick else 3)) or {"skipped": "failed"}
         if "bring_up" in wanted:
             say(f"bench: bring-up of each backend (2 workers, {up_reps} run(s) each) ...")
             res["bring_up"]["local"] = section("bring_up.local", lambda: measure_bring_up(target, "local", up_reps))
@@ -1186,6 +1208,15 @@ def render_table(res: dict[str, Any]) -> Table:
         if "queued_tasks" in v:
             t.add_row("Redis used_memory", f"{k}: {v['queued_tasks']:,} tasks queued",
                       f"{v['queued_bytes'] / 2**20:.2f} MiB, {v['bytes_per_queued_task']:.0f} B/queued task")
+    sub = res.get("submit") or {}
+    if "skipped" in sub:
+        t.add_row("submit path vs bare endpoint", "", f"skipped: {sub['skipped']}")
+    for n, v in sub.items():
+        if n.isdigit():
+            tv, bv = v["target"], v["bare"]
+            t.add_row("submit path vs bare endpoint", f"{n} connections ({sub['settings']['generator']})",
+                      f"target {tv['rps']:.0f} req/s, p50 {tv['p50_ms']} / p99 {tv['p99_ms']} ms; bare "
+                      f"{bv['rps']:.0f} req/s, p99 {bv['p99_ms']} ms; ratio {v['ratio']}")
     proxy = res.get("proxy") or {}
     if "skipped" in proxy:
         t.add_row("fault proxy, no toxics", "", f"skipped: {proxy['skipped']}")
