@@ -191,6 +191,14 @@ async def read_file(caller: Caller, file_id: int) -> dict:
     return {"file_id": f["id"], "name": f["name"], "rows": f["rows"], "created_at": f["created_at"]}
 
 
+def _create(caller: str, file_id: int, priority: int, key: str | None) -> tuple[dict | None, str | None]:
+    """The file check and the task row in one trip to the thread pool (each trip costs the event loop GIL
+    hand-offs under load): (None, None) when the caller may not see the file."""
+    if get_file(file_id, caller) is None:
+        return None, None
+    return ledger.create_task(caller, file_id, priority, key)
+
+
 @router.post("/api/data-sync/sync-single-file", status_code=202, response_model=Submitted, responses={
     **API_BODY,
     404: _err("no such file, or another caller's upload (indistinguishable)"),
@@ -203,10 +211,9 @@ async def submit(request: Request, body: SyncRequest, caller: Caller,
                  idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> dict:
     if idempotency_key is not None and not idempotency_key.strip():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="Idempotency-Key must not be blank")
-    if await asyncio.to_thread(get_file, body.file_id, caller) is None:
+    task, outcome = await asyncio.to_thread(_create, caller, body.file_id, body.priority, idempotency_key)
+    if task is None:
         raise _not_found("file")
-    task, outcome = await asyncio.to_thread(ledger.create_task, caller, body.file_id, body.priority,
-                                            idempotency_key)
     if outcome == ledger.KEY_CONFLICT:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=(
             f"Idempotency-Key already used for a different request (file_id={task['file_id']}, "

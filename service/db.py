@@ -241,10 +241,24 @@ def retry_db(fn: Callable[[], T], attempts: int = 40) -> T:
     raise AssertionError("unreachable")
 
 
+# One writer at a time per process: threads queue here, in order, instead of all hitting SQLite's busy handler,
+# whose sleeps (1, 2, 5 ... 100 ms) are what a submit waits on when a dozen of them write at once. Other
+# processes (the workers) still meet the busy handler, but once per process, not once per thread.
+_write_lock = threading.RLock()
+
+
+def _new_write_lock() -> None:
+    global _write_lock
+    _write_lock = threading.RLock()  # a prefork child must not inherit a lock another thread of the parent held
+
+
+os.register_at_fork(after_in_child=_new_write_lock)
+
+
 @contextmanager
 def write_tx():
-    """A short write transaction (BEGIN IMMEDIATE on SQLite)."""
-    with get_engine().begin() as conn:
+    """A short write transaction (BEGIN IMMEDIATE on SQLite), one per process at a time."""
+    with _write_lock, get_engine().begin() as conn:
         yield conn
 
 
