@@ -1174,6 +1174,16 @@ def measure_docker_bring_up(target: Target, runs: int, say: Callable[[str], None
 
 
 # ---------------------------------------------------------------------------------------------- output
+def _case_rows(t: Table, measure: str, section: Mapping[str, Any],
+               row: Callable[[str, Mapping[str, Any]], tuple[str, str]]) -> None:
+    """A section's table rows: one per numbered case (a level, a client count), or its skip reason."""
+    if "skipped" in section:
+        t.add_row(measure, "", f"skipped: {section['skipped']}")
+    for n, v in section.items():
+        if n.isdigit():
+            t.add_row(measure, *row(n, v))
+
+
 def render_table(res: dict[str, Any]) -> Table:
     t = Table(title=f"chaos bench{' --quick' if res.get('quick') else ''} (medians)")
     t.add_column("measure")
@@ -1209,21 +1219,13 @@ def render_table(res: dict[str, Any]) -> Table:
             t.add_row("Redis used_memory", f"{k}: {v['queued_tasks']:,} tasks queued",
                       f"{v['queued_bytes'] / 2**20:.2f} MiB, {v['bytes_per_queued_task']:.0f} B/queued task")
     sub = res.get("submit") or {}
-    if "skipped" in sub:
-        t.add_row("submit path vs bare endpoint", "", f"skipped: {sub['skipped']}")
-    for n, v in sub.items():
-        if n.isdigit():
-            tv, bv = v["target"], v["bare"]
-            t.add_row("submit path vs bare endpoint", f"{n} connections ({sub['settings']['generator']})",
-                      f"target {tv['rps']:.0f} req/s, p50 {tv['p50_ms']} / p99 {tv['p99_ms']} ms; bare "
-                      f"{bv['rps']:.0f} req/s, p99 {bv['p99_ms']} ms; ratio {v['ratio']}")
-    proxy = res.get("proxy") or {}
-    if "skipped" in proxy:
-        t.add_row("fault proxy, no toxics", "", f"skipped: {proxy['skipped']}")
-    for n, v in proxy.items():
-        if n.isdigit():
-            t.add_row("fault proxy, no toxics", f"redis-benchmark {n} client(s), {OPS_LABEL}",
-                      f"direct {v['direct_ops_s']:,} / proxied {v['proxied_ops_s']:,} ops/s, ratio {v['ratio']:.2f}")
+    _case_rows(t, "submit path vs bare endpoint", sub, lambda n, v: (
+        f"{n} connections ({sub['settings']['generator']})",
+        f"target {v['target']['rps']:.0f} req/s, p50 {v['target']['p50_ms']} / p99 {v['target']['p99_ms']} ms; "
+        f"bare {v['bare']['rps']:.0f} req/s, p99 {v['bare']['p99_ms']} ms; ratio {v['ratio']}"))
+    _case_rows(t, "fault proxy, no toxics", res.get("proxy") or {}, lambda n, v: (
+        f"redis-benchmark {n} client(s), {OPS_LABEL}",
+        f"direct {v['direct_ops_s']:,} / proxied {v['proxied_ops_s']:,} ops/s, ratio {v['ratio']:.2f}"))
     for k, v in res.get("bring_up", {}).items():
         if "seconds" not in v:
             t.add_row("bring-up", k, f"skipped: {v['skipped']}")
