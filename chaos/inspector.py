@@ -30,6 +30,7 @@ PRIORITY_STEPS = range(1, 10)
 UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
 RESULT_KEY = "celery-task-meta-{}"
 READY = ("SUCCESS", "FAILURE", "REVOKED")
+CELERY_VISIBILITY_S = 3600.0  # kombu's Redis transport default
 
 
 @dataclass(frozen=True)
@@ -143,14 +144,24 @@ def probe_holders(records: Mapping[str, Any] | None,
     return found
 
 
-def locate(cluster: Cluster, task_ids: list[str], records: Mapping[str, Any] | None = None,
-           visibility_timeout: float | None = None) -> dict[str, Location]:
+def visibility_timeout(workers: Mapping[str, Mapping[str, Any]] | None) -> float | None:
+    """The shortest visibility timeout the workers run with (the ``settings`` their probe reported at
+    worker_ready: kombu's default of one hour where the app sets none); None when no worker reported any (the
+    probe is not loaded)."""
+    found = [float(s.get("visibility_timeout") or CELERY_VISIBILITY_S)
+             for w in (workers or {}).values() if isinstance(s := w.get("settings"), Mapping)]
+    return min(found) if found else None
+
+
+def locate(cluster: Cluster, task_ids: list[str], records: Mapping[str, Any] | None = None) -> dict[str, Location]:
     """Where each of ``task_ids`` is now (see the module docstring); needs Redis up. ``records``: the worker
-    probe's (``chaos.probe.read_cluster(cluster, include_records=True)``), read here when not given."""
+    probe's (``chaos.probe.read_cluster(cluster, include_records=True)``), read here when not given; the
+    workers' visibility timeout comes from them."""
     if records is None:
         from chaos.probe import read_cluster
 
         records = read_cluster(cluster, include_records=True)
+    visibility = visibility_timeout((records or {}).get("workers"))
     from chaos.probe import namespace_pid
 
     assert cluster.redis is not None
@@ -172,8 +183,8 @@ def locate(cluster: Cluster, task_ids: list[str], records: Mapping[str, Any] | N
             out[tid] = holders[tid]
         elif "unacked" in b:
             since = b["unacked"]
-            vis = (f"; it is restored to its queue once the visibility_timeout ({visibility_timeout:g} s) has passed "
-                   f"and a restore sweep runs" if visibility_timeout else "; it is restored to its queue only after "
+            vis = (f"; it is restored to its queue once the visibility_timeout ({visibility:g} s) has passed "
+                   f"and a restore sweep runs" if visibility else "; it is restored to its queue only after "
                    "the visibility_timeout (1 hour by Celery's default) and a restore sweep")
             out[tid] = Location("unacked", "in kombu's unacked set (taken by a worker under acks_late, never "
                                 "acknowledged)" + vis, since=since)

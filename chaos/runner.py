@@ -24,7 +24,7 @@ from chaos.history import BROKER_PROBE, EXECUTIONS_PROBE, History, Meta, Recorde
 from chaos.nemesis import FaultSpec, Nemesis
 from chaos.probe import read_cluster
 from chaos.probes import fetch_ledger
-from chaos.settle import settling, visibility_timeout
+from chaos.settle import settling
 from chaos.workload import TaskPlan, for_cluster
 
 if TYPE_CHECKING:
@@ -144,14 +144,13 @@ def locate_unfinished(cluster: Cluster, workload: Any, second_look_s: float = 1.
     """Where each acknowledged task that is not terminal is, looked at twice ``second_look_s`` apart (a message
     in flight between two places is seen once, a gone one twice): ``{task id: {"first": ..., "second": ...}}``."""
     from chaos.inspector import locate
-    from chaos.target import TERMINAL_STATES
 
-    pending = [t for t in workload.acknowledged if workload.last_status.get(t) not in TERMINAL_STATES]
+    pending = workload.unfinished()
     if not pending or cluster.redis is None or not cluster.redis.alive():
         return {}
-    first = locate(cluster, pending, visibility_timeout=_visibility(cluster))
+    first = locate(cluster, pending)
     time.sleep(second_look_s)
-    second = locate(cluster, pending, visibility_timeout=_visibility(cluster))
+    second = locate(cluster, pending)
     return {t: {"first": first[t].to_dict(), "second": second[t].to_dict()} for t in pending}
 
 
@@ -193,11 +192,6 @@ def without_leftovers(records: dict[str, Any], earlier: set[str]) -> dict[str, A
     if len(kept) == len(tasks):
         return records
     return {**records, "tasks": kept, "probe": {**(records.get("probe") or {}), "leftovers": len(tasks) - len(kept)}}
-
-
-def _visibility(cluster: Cluster) -> float | None:
-    """The workers' visibility timeout, as their probe reported it (None without the probe)."""
-    return visibility_timeout((read_cluster(cluster) or {}).get("workers"))
 
 
 def wait_healthy(cluster: Cluster, timeout: float = 60.0) -> None:

@@ -26,20 +26,15 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from chaos.target import TERMINAL_STATES
 
 if TYPE_CHECKING:
     from chaos.cluster.cluster import Cluster
     from chaos.history import Recorder
     from chaos.inspector import Location
     from chaos.workload import BaseWorkload
-
-CELERY_VISIBILITY_S = 3600.0  # kombu's Redis transport default
-
 
 @dataclass(frozen=True)
 class Settled:
@@ -51,14 +46,6 @@ class Settled:
 
     def to_dict(self) -> dict[str, Any]:
         return {"where": self.where, "detail": self.detail, "at": round(self.at, 3)}
-
-
-def visibility_timeout(workers: Mapping[str, Mapping[str, Any]] | None) -> float | None:
-    """The shortest visibility timeout the workers run with (their probe's ``settings``); None when no worker
-    reported its settings (the probe is not loaded)."""
-    found = [float(s.get("visibility_timeout") or CELERY_VISIBILITY_S)
-             for w in (workers or {}).values() if isinstance(s := w.get("settings"), Mapping)]
-    return min(found) if found else None
 
 
 def hopeless(loc: Location, *, deadline_epoch: float, visibility_s: float | None, workers_alive: bool,
@@ -80,30 +67,22 @@ def hopeless(loc: Location, *, deadline_epoch: float, visibility_s: float | None
 class Settler:
     """Looks every ``every_s`` until ``stop`` is set, and adds settled task ids to ``workload.settled``."""
 
-    def __init__(self, cluster: Cluster, workload: BaseWorkload, *, healed_at: float, every_s: float = 1.0,
-                 locate: Callable[..., dict[str, Location]] | None = None) -> None:
-        from chaos.inspector import locate as inspect
-
+    def __init__(self, cluster: Cluster, workload: BaseWorkload, *, healed_at: float, every_s: float = 1.0) -> None:
         self.cluster = cluster
         self.workload = workload
         self.every_s = every_s
         recovery = cluster.target.timing.recovery_s
         self.not_before = healed_at + (recovery or 0.0)  # monotonic: the app's own recovery gets its time first
-        self.locate = locate or inspect
         self.settled: dict[str, Settled] = {}
         self.errors: list[str] = []
         self._previous: dict[str, str] = {}  # task id -> the hopeless place of the last look
 
-    def pending(self) -> list[str]:
-        wl = self.workload
-        last = dict(wl.last_status)
-        return [t for t in list(wl.acknowledged) if last.get(t) not in TERMINAL_STATES and t not in wl.settled]
-
     def look(self) -> None:
         """One look: settle the tasks that were in the same hopeless place in this look and the one before."""
+        from chaos.inspector import locate, visibility_timeout
         from chaos.probe import read_cluster
 
-        pending = self.pending()
+        pending = [t for t in self.workload.unfinished() if t not in self.workload.settled]
         redis = self.cluster.redis
         if not pending or redis is None or not redis.alive():
             return
@@ -112,7 +91,7 @@ class Settler:
         deadline_epoch = time.time() + (self.workload.quiesce_deadline - now_mono)
         visibility = visibility_timeout((records or {}).get("workers"))
         alive = any(w.alive() for w in self.cluster.workers)
-        where = self.locate(self.cluster, pending, records=records, visibility_timeout=visibility)
+        where = locate(self.cluster, pending, records=records)
         last = dict(self.workload.last_status)
         seen: dict[str, str] = {}
         for tid in pending:

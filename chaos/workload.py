@@ -92,6 +92,11 @@ class BaseWorkload:
         """The plan's submit carries an idempotency key, so retrying a failed or unknown submit is safe."""
         return False
 
+    def unfinished(self) -> list[str]:
+        """Acknowledged tasks whose last read was not terminal (safe to call from another thread)."""
+        last = dict(self.last_status)
+        return [t for t in list(self.acknowledged) if last.get(t) not in TERMINAL_STATES]
+
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[None]:
         """The client and the concurrency bound every operation of one event loop shares."""

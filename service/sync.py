@@ -1,9 +1,10 @@
 """One attempt of a sync task, shared by Celery workers and the API fallback.
 
 Rows are processed in memory (``ROW_WORK_MS`` each, so faults can land
-mid-task); before the first row and then every ``CHECK_EVERY_S`` the ledger is
-consulted, so a cancel or a lost lease stops the attempt within a tenth of a second.  Effects are only written by the
-final fenced commit, hence a dying/revoked attempt commits nothing.
+mid-task); before the first row and then every ``CHECK_EVERY_S`` the ledger
+is consulted, so a cancel or a lost lease stops the attempt within a tenth of
+a second.  Effects are only written by the final fenced commit, hence a
+dying/revoked attempt commits nothing.
 """
 from __future__ import annotations
 

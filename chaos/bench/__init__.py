@@ -16,7 +16,7 @@ the optional ``[tool.celery-chaos.bench]`` table of the same pyproject; it never
 Request bodies are the kind's ``body`` (plus ``priority_field`` set to the middle of ``priority_range`` when the
 target declares one), sent with the target's ``token``; replies are read through ``task_id_field``,
 ``mode_field`` and ``statuses``. Targets with ``client = "celery"`` (no HTTP API) are refused for the sections that
-submit (latency, throughput, memory, recovery); ``bring_up`` and ``gate`` still run.
+submit (latency, submit, throughput, memory, recovery); ``proxy``, ``bring_up`` and ``gate`` still run.
 
 What a missing key costs (nothing fails, each gap is said in the JSON):
 
@@ -40,11 +40,14 @@ Sections (``--only`` picks some, comma-separated; all by default, ``--quick`` le
    number of workers. ``memory``: Redis memory after those tasks, then the bulk run: ``memory_tasks`` bare tasks,
    the first 10,000 sent before any worker runs (the cost of a backlog), the rest consumed by two workers as they
    are sent. ``latency`` again: submit latency in fallback mode (Redis stopped).
-2. Cluster B (the target's own env). ``throughput`` of short tasks (``kind``) through the API and bare (tasks of
+2. Cluster S (the target's own env, no workers). ``submit``: the submit path against a bare endpoint under the same
+   load, at 10 and 100 connections (``chaos.bench.submit``).
+3. Cluster B (the target's own env). ``throughput`` of short tasks (``kind``) through the API and bare (tasks of
    ``units x unit_ms``); ``recovery`` times, with 2 workers.
-3. ``bring_up``: local and docker bring-up (2 workers), each the median of 3 runs; the docker image is built first
+4. ``proxy``: redis-benchmark straight at Redis and through the fault proxy without toxics (``chaos.bench.proxy``).
+5. ``bring_up``: local and docker bring-up (2 workers), each the median of 3 runs; the docker image is built first
    when the current tree has none (its build time reported apart; ``--quick`` skips instead of building).
-4. ``gate``: the default gate profile's wall time.
+6. ``gate``: the default gate profile's wall time.
 
 Defaults: 3 runs, levels 1/10/100/1000, 20,000 memory tasks (~70 s on 2 cores; ``--memory-tasks 100000`` ~6 min:
 bare Celery moves ~250-450 tasks/s there); ``--quick``: 1 run, levels 1/10/100, 2,000 memory tasks.

@@ -129,14 +129,29 @@ def _client_process(args: tuple[str, str, bytes, dict[str, str], int, float]) ->
     return len(latencies), failures[0], latencies
 
 
+_started: Any = None  # in a load process: the barrier all of them meet at before the clock starts
+
+
+def _join(barrier: Any) -> None:
+    global _started
+    _started = barrier
+
+
+def _warm(_: int) -> None:
+    """One per process: returns once every load process has started and imported this module."""
+    _started.wait(60)
+
+
 def _processes(url: str, body: dict[str, Any], headers: dict[str, str], connections: int, seconds: float,
                method: str) -> dict[str, Any]:
     procs = max(1, min(4, connections))
     share = [connections // procs + (1 if i < connections % procs else 0) for i in range(procs)]
     payload = json.dumps(body).encode()
     hdrs = {"Content-Type": "application/json", **headers}
-    deadline = time.time() + seconds
-    with multiprocessing.get_context("spawn").Pool(procs) as pool:
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(procs, initializer=_join, initargs=(ctx.Barrier(procs),)) as pool:
+        pool.map(_warm, range(procs), chunksize=1)  # every process up and waiting together: the clock starts now
+        deadline = time.time() + seconds
         parts = pool.map(_client_process, [(url, method, payload, hdrs, n, deadline) for n in share])
     lat = sorted(x for _, _, xs in parts for x in xs)
 

@@ -5,8 +5,8 @@ client gets a :class:`Connection` to the upstream with two :class:`Link` s (``up
 ``downstream`` = server->client). A link is two tasks: a reader that moves chunks from the source socket
 into a small bounded queue (so a slow or held link pushes back on the sender through TCP, never buffering
 without limit), and a pump that feeds each chunk through the link's current toxics and writes the result. A link
-without toxics, with nothing queued, skips the queue: the reader writes its bytes straight on (the fast path a
-link spends most of its life on).
+without toxics, with nothing queued, skips both: the bytes are written on from the protocol callback (the fast
+path a link spends most of its life on; ``PassThroughReader``).
 Toxics are attached to live links when added, so they affect existing connections at their next bytes.
 An error on either socket ends both; an upstream RST is passed on to the client as an RST.
 """
@@ -73,7 +73,8 @@ def join_hostport(host: str, port: int) -> str:
 class PassThroughReader(asyncio.StreamReader):
     """A StreamReader that hands incoming bytes straight to ``bypass`` while nothing is buffered and ``bypass``
     takes them (a link without toxics writes them on from the protocol callback: no task wakes per chunk); the
-    rest is buffered and read as usual, in order."""
+    rest is buffered and read as usual, in order. ``buffered`` counts through ``read`` only, the one read method
+    a :class:`Link` uses."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -165,12 +166,15 @@ class Link:
         for name in list(self.states):
             self.detach(name)
 
+    def _clear(self) -> bool:
+        """Nothing can come between new bytes and the socket: no toxic, nothing queued, nothing in the pump."""
+        return not self.states and not self.busy and self.queue.empty()
+
     def bypass(self, data: bytes) -> bool:
-        """Write ``data`` on at once, from the protocol callback, when nothing can come between: no toxic, nothing
-        queued or in the pump, and a receiver that keeps up (less than one read waiting in its send buffer)."""
+        """Write ``data`` on at once, from the protocol callback, when the link is clear and the receiver keeps up
+        (less than one read waiting in its send buffer)."""
         transport = self.writer.transport
-        if (self.states or self.busy or not self.queue.empty() or transport.is_closing()
-                or transport.get_write_buffer_size() > READ_SIZE):
+        if not self._clear() or transport.is_closing() or transport.get_write_buffer_size() > READ_SIZE:
             return False
         transport.write(data)
         return True
@@ -188,8 +192,8 @@ class Link:
         try:
             while True:
                 data = await self.reader.read(READ_SIZE)
-                if data and not self.states and not self.busy and self.queue.empty():
-                    # the fast path: no toxic and nothing queued before these bytes, so no pump hop is needed
+                if data and self._clear():
+                    # bytes the bypass left to the buffer (a slow receiver): written here, no pump hop needed
                     self.writer.write(data)
                     await self.writer.drain()  # a slow receiver pushes back on the sender, as on the queue
                     continue

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from chaos.cluster.cluster import Cluster
-from chaos.inspector import Location
+from chaos.inspector import Location, visibility_timeout
 from chaos.nemesis import FaultSpec
 from chaos.probe import read_cluster
 from chaos.runner import Scenario, run_scenario
-from chaos.settle import hopeless, visibility_timeout
+from chaos.settle import hopeless
 from chaos.target import load_target
 from chaos.workload import TaskPlan
 
