@@ -24,7 +24,7 @@ from chaos.history import BROKER_PROBE, EXECUTIONS_PROBE, History, Meta, Recorde
 from chaos.nemesis import FaultSpec, Nemesis
 from chaos.probe import read_cluster
 from chaos.probes import fetch_ledger
-from chaos.settle import settling
+from chaos.settle import Settler, settling
 from chaos.workload import TaskPlan, for_cluster
 
 if TYPE_CHECKING:
@@ -140,27 +140,34 @@ def target_versions(cluster: Cluster) -> dict[str, str]:
     return out
 
 
-def locate_unfinished(cluster: Cluster, workload: Any, second_look_s: float = 1.0) -> dict[str, Any]:
+def locate_unfinished(cluster: Cluster, workload: Any, second_look_s: float = 1.0,
+                      settler: Settler | None = None) -> dict[str, Any]:
     """Where each acknowledged task that is not terminal is, looked at twice ``second_look_s`` apart (a message
-    in flight between two places is seen once, a gone one twice): ``{task id: {"first": ..., "second": ...}}``."""
+    in flight between two places is seen once, a gone one twice): ``{task id: {"first": ..., "second": ...}}``.
+    The settler's last two looks serve when the later is fresh (under ``second_look_s`` old)."""
     from chaos.inspector import locate
 
     pending = workload.unfinished()
     if not pending or cluster.redis is None or not cluster.redis.alive():
         return {}
-    first = locate(cluster, pending)
-    time.sleep(second_look_s)
-    second = locate(cluster, pending)
+    recent = settler.last_two_looks(pending, within_s=second_look_s) if settler is not None else None
+    if recent is not None:
+        first, second = recent
+    else:
+        first = locate(cluster, pending)
+        time.sleep(second_look_s)
+        second = locate(cluster, pending)
     return {t: {"first": first[t].to_dict(), "second": second[t].to_dict()} for t in pending}
 
 
-def gather_evidence(cluster: Cluster, workload: Any, recorder: Recorder, since: float | None) -> list[str]:
+def gather_evidence(cluster: Cluster, workload: Any, recorder: Recorder, since: float | None,
+                    settler: Settler | None = None) -> list[str]:
     """After the quiesce, into the history: where each unfinished task is, the target's ledger, the worker
     probe's executions (without earlier runs' leftovers), and the workers that died on their own. Returns the
     errors that cost evidence (the caller notes them)."""
     errors: list[str] = []
     try:
-        where = locate_unfinished(cluster, workload)
+        where = locate_unfinished(cluster, workload, settler=settler)
         if where:
             recorder.probe(BROKER_PROBE, where)
     except Exception as exc:  # noqa: BLE001 - a look into Redis must not cost the verdict
@@ -259,7 +266,7 @@ def run_scenario(cluster: Cluster, scenario: Scenario, report_dir: Path | None =
             raise ClusterError("the workload did not finish after its quiesce deadline")
         if wl_error:
             raise wl_error[0]
-        errors += gather_evidence(cluster, workload, recorder, since=meta.started_wall - 1.0)
+        errors += gather_evidence(cluster, workload, recorder, since=meta.started_wall - 1.0, settler=settler)
         for e in errors:
             recorder.note(e)
     finally:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -76,13 +77,23 @@ class Settler:
         self.settled: dict[str, Settled] = {}
         self.errors: list[str] = []
         self._previous: dict[str, str] = {}  # task id -> the hopeless place of the last look
+        self.looks: deque[tuple[float, dict[str, Location]]] = deque(maxlen=2)  # (monotonic, where) of the last two
+
+    def last_two_looks(self, task_ids: list[str], within_s: float) -> tuple[dict[str, Location], ...] | None:
+        """The last two looks when they cover ``task_ids`` and the later is under ``within_s`` old: the final
+        pair of observations then needs no new second look (a settled task was seen in the same place in both)."""
+        if len(self.looks) < 2 or time.monotonic() - self.looks[-1][0] > within_s:
+            return None
+        pair = tuple(where for _, where in self.looks)
+        return pair if all(t in w for w in pair for t in task_ids) else None
 
     def look(self) -> None:
         """One look: settle the tasks that were in the same hopeless place in this look and the one before."""
         from chaos.inspector import locate, visibility_timeout
         from chaos.probe import read_cluster
 
-        pending = [t for t in self.workload.unfinished() if t not in self.workload.settled]
+        unfinished = self.workload.unfinished()
+        pending = [t for t in unfinished if t not in self.workload.settled]
         redis = self.cluster.redis
         if not pending or redis is None or not redis.alive():
             return
@@ -91,7 +102,8 @@ class Settler:
         deadline_epoch = time.time() + (self.workload.quiesce_deadline - now_mono)
         visibility = visibility_timeout((records or {}).get("workers"))
         alive = any(w.alive() for w in self.cluster.workers)
-        where = locate(self.cluster, pending, records=records)
+        where = locate(self.cluster, unfinished, records=records)  # the settled too: the final looks reuse these
+        self.looks.append((now_mono, where))
         last = dict(self.workload.last_status)
         seen: dict[str, str] = {}
         for tid in pending:

@@ -91,13 +91,17 @@ class Cluster:
             host, port = self.backend.link_address(self.proxy_node, p.listen, from_host=False)
             self._values[role] = {"redis_url": f"redis://{host}:{port}/0", "redis_host": host,
                                   "redis_port": port, "data_dir": data_dir}
-        if self.target.api_command is not None:
-            self.api = self.backend.make_api(self._values["api"])
-            self.api.start()
-            listen, upstream = self.backend.link_spec("client_api", self.redis, self.api)
-            p = self.proxy.create("client_api", listen, upstream)
-            self.client_api_endpoint = self.backend.link_address(self.proxy_node, p.listen, from_host=True)
-        self.scale(self.n_workers)
+        with ThreadPoolExecutor(max_workers=1) as pool:  # the API comes up while the workers do
+            api_up = None
+            if self.target.api_command is not None:
+                self.api = self.backend.make_api(self._values["api"])
+                api_up = pool.submit(self.api.start)
+            self.scale(self.n_workers)
+            if api_up is not None:
+                api_up.result()
+                listen, upstream = self.backend.link_spec("client_api", self.redis, self.api)
+                p = self.proxy.create("client_api", listen, upstream)
+                self.client_api_endpoint = self.backend.link_address(self.proxy_node, p.listen, from_host=True)
         self.bring_up_seconds = time.monotonic() - t0
 
     # workers -----------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from chaos.cluster.base import (
     WorkerNode,
     api_answers,
 )
-from chaos.cluster.cleanup import mark, register, unregister
+from chaos.cluster.cleanup import mark, register, unregister, wait_dead
 from chaos.cluster.ownership import ForeignEndpoint, accepts, listens_on, redis_process_id, verified_connect
 from chaos.errors import ClusterError, PrerequisiteMissing
 
@@ -146,7 +146,7 @@ class LocalNode(Node):
             self.proc.wait(10)
         except subprocess.TimeoutExpired as exc:  # pragma: no cover - kernel trouble
             raise ClusterError(f"{self.name} (pid {self.proc.pid}) did not die after SIGKILL") from exc
-        psutil.wait_procs(members, timeout=5)
+        wait_dead(members, timeout=5)
         unregister(self._registered)
         self._registered = None
 

@@ -4,6 +4,7 @@ not at the deadline; the app's declared recovery window is waited for first (rea
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,7 +13,7 @@ from chaos.inspector import Location, visibility_timeout
 from chaos.nemesis import FaultSpec
 from chaos.probe import read_cluster
 from chaos.runner import Scenario, run_scenario
-from chaos.settle import hopeless
+from chaos.settle import Settler, hopeless
 from chaos.target import load_target
 from chaos.workload import TaskPlan
 
@@ -48,6 +49,20 @@ def test_the_visibility_timeout_is_the_workers_own():
     assert visibility_timeout({"w": {"settings": {}}}) == 3600.0  # Celery's default when the app sets none
     assert visibility_timeout({"w": {"settings": {"visibility_timeout": 10}},
                                "v": {"settings": {"visibility_timeout": 60}}}) == 10.0
+
+
+def test_the_final_looks_reuse_the_settlers_last_two_only_when_fresh_and_complete():
+    cluster = SimpleNamespace(target=SimpleNamespace(timing=SimpleNamespace(recovery_s=None)))
+    settler = Settler(cluster, SimpleNamespace(), healed_at=time.monotonic())  # type: ignore[arg-type]
+    gone = Location("gone", "gone")
+    assert settler.last_two_looks(["a"], within_s=1.0) is None  # no look yet
+    settler.looks.append((time.monotonic() - 1.2, {"a": gone, "b": gone}))
+    assert settler.last_two_looks(["a"], within_s=1.0) is None  # one look is no pair
+    settler.looks.append((time.monotonic(), {"a": gone}))
+    assert settler.last_two_looks(["a"], within_s=1.0) == ({"a": gone, "b": gone}, {"a": gone})
+    assert settler.last_two_looks(["a", "b"], within_s=1.0) is None  # b was not in the later look
+    settler.looks.append((time.monotonic() - 5.0, {"a": gone}))
+    assert settler.last_two_looks(["a"], within_s=1.0) is None  # stale: a fresh pair is looked at
 
 
 def _sigkill(quiesce: float) -> Scenario:
