@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import ledger
 from .auth import JSON_BODY_LIMIT, MULTIPART_SLACK, require_admin, require_caller
 from .config import get_settings
-from .files import BadCSV, get_file, parse_csv, store_file
+from .files import BadCSV, get_file, parse_csv, store_file, visible
 
 router = APIRouter()
 Caller = Annotated[str, Depends(require_caller)]
@@ -194,7 +194,7 @@ async def read_file(caller: Caller, file_id: int) -> dict:
 def _create(caller: str, file_id: int, priority: int, key: str | None) -> tuple[dict | None, str | None]:
     """The file check and the task row in one trip to the thread pool (each trip costs the event loop GIL
     hand-offs under load): (None, None) when the caller may not see the file."""
-    if get_file(file_id, caller) is None:
+    if not visible(file_id, caller):
         return None, None
     return ledger.create_task(caller, file_id, priority, key)
 

@@ -82,6 +82,26 @@ def get_file(file_id: int, caller: str | None = None) -> dict | None:
     return retry_db(go)
 
 
+# (file id, caller) pairs a caller may submit: a file is never deleted, re-owned or changed once stored, so a
+# yes stays true for the life of the process (a no is asked again: the file may be uploaded meanwhile)
+_visible: dict[tuple[int, str], None] = {}
+VISIBLE_CACHE_MAX = 100_000
+
+
+def visible(file_id: int, caller: str) -> bool:
+    """May ``caller`` submit ``file_id``? The DB is asked once per (file, caller) and process: a submit's
+    file check is then free."""
+    key = (file_id, caller)
+    if key in _visible:
+        return True
+    if get_file(file_id, caller) is None:
+        return False
+    if len(_visible) >= VISIBLE_CACHE_MAX:
+        _visible.clear()
+    _visible[key] = None
+    return True
+
+
 def load_rows(file_id: int) -> list[tuple[int, str]]:
     def go() -> list[tuple[int, str]]:
         with read_conn() as c:

@@ -1,10 +1,11 @@
-"""Cheap, bounded health: a background refresher caches Redis reachability and
-the live-worker count, so GET /health answers instantly even when Redis is
-SIGSTOPped (a hung ping only costs a thread, never the request)."""
+"""Cheap, bounded health: a background pinger caches Redis reachability and a
+refresher the live-worker count, so GET /health answers instantly even when
+Redis is SIGSTOPped (a hung ping only costs a thread, never the request)."""
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,10 @@ log = logging.getLogger("service.health")
 
 
 class HealthMonitor:
+    """Redis is pinged from a thread of its own, every ``PERIOD``, each ping bounded by ``PING_TIMEOUT``: the
+    event loop's lag under a burst of submits (hundreds of ms at 100 connections) must not read as an outage,
+    and a paused Redis must not hold the loop. The live-worker count is refreshed on the loop."""
+
     PERIOD = 0.25
     PING_TIMEOUT = 0.2
 
@@ -28,37 +33,57 @@ class HealthMonitor:
         self.on_redis_back = on_redis_back
         self.client = redis.Redis.from_url(s.celery_broker_url, socket_timeout=self.PING_TIMEOUT,
                                            socket_connect_timeout=self.PING_TIMEOUT)
-        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="health")
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="health")
         self.redis_up = False
+        self.answered_at = 0.0  # monotonic send time of the last ping Redis answered
+        self.pinged_at = 0.0  # ... of the last ping that finished, answered or not
+        self._wake = threading.Event()
         self.workers = 0
         self.checked_at = 0.0
-        self._ping_inflight = False
+        self._stop = threading.Event()
+        self._pinger: threading.Thread | None = None
         self._task: asyncio.Task | None = None
+        self._loop_ref: asyncio.AbstractEventLoop | None = None
 
-    def _ping(self) -> bool:
+    def ping_once(self) -> bool:
+        """One bounded ping; trips the breaker when Redis does not answer."""
+        sent = time.monotonic()
         try:
-            return bool(self.client.ping())
+            up = bool(self.client.ping())
         except Exception:  # noqa: BLE001
-            return False
-        finally:
-            self._ping_inflight = False
+            up = False
+        was_up = self.redis_up if self.checked_at else None
+        self.redis_up = up
+        self.pinged_at = sent
+        if up:
+            self.answered_at = sent
+        else:
+            self.breaker.trip()
+        if up and was_up is False and self.on_redis_back is not None and self._loop_ref is not None:
+            self._loop_ref.call_soon_threadsafe(self.on_redis_back)
+        return up
+
+    def answered_since(self, t: float) -> bool | None:
+        """Did Redis answer a ping sent at or after monotonic ``t``? None while no such ping has finished."""
+        if self.answered_at >= t:
+            return True
+        return False if self.pinged_at >= t else None
+
+    def ping_soon(self) -> None:
+        """Ping now rather than at the next period (a publish waits on the answer)."""
+        self._wake.set()
+
+    def _ping_forever(self) -> None:
+        while not self._stop.is_set():
+            self.ping_once()
+            self._wake.wait(self.PERIOD)
+            self._wake.clear()
 
     async def refresh(self) -> None:
         loop = asyncio.get_running_loop()
-        was_up = self.redis_up if self.checked_at else None
-        if not self._ping_inflight:
-            self._ping_inflight = True
-            try:
-                self.redis_up = await asyncio.wait_for(loop.run_in_executor(self.pool, self._ping),
-                                                       self.PING_TIMEOUT + 0.05)
-            except asyncio.TimeoutError:
-                self.redis_up = False
-        else:  # previous ping still hung (Redis paused)
-            self.redis_up = False
-        if not self.redis_up:
-            self.breaker.trip()
-        elif was_up is False and self.on_redis_back is not None:
-            self.on_redis_back()
+        self._loop_ref = loop
+        if self._pinger is None:  # before serving: one ping decides the start-up mode
+            await loop.run_in_executor(self.pool, self.ping_once)
         try:
             self.workers = await asyncio.wait_for(loop.run_in_executor(self.pool, ledger.live_workers), 0.25)
         except Exception:  # noqa: BLE001 - keep the last known count
@@ -76,9 +101,14 @@ class HealthMonitor:
             await asyncio.sleep(self.PERIOD)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._loop_ref = asyncio.get_running_loop()
+        self._pinger = threading.Thread(target=self._ping_forever, name="health-ping", daemon=True)
+        self._pinger.start()
+        self._task = self._loop_ref.create_task(self._loop())
 
     async def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
         if self._task:
             self._task.cancel()
         self.pool.shutdown(wait=False, cancel_futures=True)

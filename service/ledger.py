@@ -51,6 +51,9 @@ def _row(r: Any) -> dict[str, Any] | None:
 CREATED, REPLAYED, KEY_CONFLICT = "created", "replayed", "conflict"
 
 
+_INSERT_TASK = insert(tasks)
+
+
 def create_task(caller: str, file_id: int, priority: int, idem_key: str | None) -> tuple[dict, str]:
     """Insert a PENDING celery-mode task -> (row, CREATED).
 
@@ -64,7 +67,7 @@ def create_task(caller: str, file_id: int, priority: int, idem_key: str | None) 
                       idempotency_key=idem_key, created_at=now, updated_at=now)
         try:
             with write_tx() as c:
-                c.execute(insert(tasks).values(**values))
+                c.execute(_INSERT_TASK, values)  # one statement object: its compiled form is cached
             return values, CREATED
         except IntegrityError:
             if idem_key is None:

@@ -38,6 +38,7 @@ async def lifespan(app: FastAPI):
     publisher = Publisher()
     runner = FallbackRunner()
     health = HealthMonitor(publisher.breaker, on_redis_back=publisher.rewarm_in_background)
+    publisher.health = health  # a late publish on a Redis that answers pings is the loop's lag, not an outage
     sweeper = Sweeper(publisher, runner)
     app.state.publisher, app.state.runner, app.state.health, app.state.sweeper = publisher, runner, health, sweeper
     await health.refresh()
@@ -54,7 +55,7 @@ async def lifespan(app: FastAPI):
         await sweeper.stop()
         await runner.shutdown()
         await health.stop()
-        publisher.close()
+        await publisher.close()
 
 
 def create_app() -> FastAPI:

@@ -1,0 +1,59 @@
+"""The sync task's message as kombu's Redis transport stores it, sent with one non-blocking LPUSH.
+
+``send_task`` blocks its thread for a Redis round trip, so the API ran it in a thread pool; under load the two
+thread hops (GIL hand-offs) alone outlasted the 50 ms publish bound and healthy submits went to the fallback.
+Here Celery builds the task message (``app.amqp.create_task_message``, protocol 2, as ``send_task`` does) and
+kombu serializes the body; the envelope around it is the one kombu's Redis transport LPUSHes for the default
+exchange (routing key = queue): ``body`` base64, ``properties`` with ``delivery_info``, ``delivery_tag`` and
+``priority``, into ``<queue>`` or ``<queue><sep><priority>``. ``tests/service/test_wire.py`` checks it
+against a real ``send_task``'s message field by field, and real workers consume it in every service test.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import bisect
+import json
+import uuid
+
+import redis.asyncio as aioredis
+from kombu.serialization import dumps
+
+from .celery_app import PRIORITY_STEPS, QUEUE, QUEUE_SEP, SYNC_TASK, app, redis_priority
+
+
+def encode(task_id: str, priority: int) -> tuple[str, str]:
+    """(list key, payload) for the sync task of ``task_id`` at our ``priority`` (0..9, 9 most urgent)."""
+    m = app.amqp.create_task_message(task_id, SYNC_TASK, [task_id], {}, ignore_result=True,
+                                     reply_to=app.thread_oid)
+    content_type, content_encoding, body = dumps(m.body, serializer="json")
+    pri = redis_priority(priority)
+    properties = {**m.properties, "delivery_mode": 2, "delivery_info": {"exchange": "", "routing_key": QUEUE},
+                  "priority": pri, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())}
+    raw = body if isinstance(body, bytes) else body.encode(content_encoding or "utf-8")
+    message = {"body": base64.b64encode(raw).decode(), "content-encoding": content_encoding,
+               "content-type": content_type, "headers": m.headers, "properties": properties}
+    step = PRIORITY_STEPS[bisect.bisect(PRIORITY_STEPS, pri) - 1]  # kombu's step at or below it
+    return (f"{QUEUE}{QUEUE_SEP}{step}" if step else QUEUE), json.dumps(message)
+
+
+class AsyncSender:
+    """LPUSHes task messages on the event loop (redis.asyncio), every socket operation bounded."""
+
+    def __init__(self, url: str, timeout_s: float, max_connections: int = 1024) -> None:
+        # one connection per publish in flight: a pool that runs out fails the publish (and trips the breaker)
+        self.redis = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                             max_connections=max_connections, retry_on_timeout=False,
+                                             health_check_interval=0)
+
+    async def send(self, task_id: str, priority: int) -> None:
+        key, payload = encode(task_id, priority)
+        await self.redis.lpush(key, payload)
+
+    async def warm(self, connections: int) -> None:
+        """Open ``connections`` pooled connections at once (a burst of submits then pays no connect)."""
+        await asyncio.gather(*(self.redis.execute_command("PING") for _ in range(connections)))
+
+    async def close(self) -> None:
+        close = getattr(self.redis, "aclose", None) or self.redis.close  # redis-py < 5 has no aclose
+        await close()

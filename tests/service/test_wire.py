@@ -1,0 +1,43 @@
+"""The API's own LPUSH of a task message (service/wire.py) is the message send_task would have sent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+COMPARE = r'''
+import json, sys
+import redis
+from service.celery_app import QUEUE, SYNC_TASK, app, redis_priority
+from service.wire import encode
+
+r = redis.Redis.from_url(app.conf.broker_url)
+out = {}
+for priority in (0, 5, 9):
+    r.flushdb()
+    tid = f"t-{priority}"
+    app.send_task(SYNC_TASK, args=[tid], task_id=tid, queue=QUEUE, routing_key=QUEUE,
+                  priority=redis_priority(priority), ignore_result=True, retry=False)
+    [real_key] = [k.decode() for k in r.keys(QUEUE + "*")]
+    key, payload = encode(tid, priority)
+    out[priority] = {"real_key": real_key, "key": key, "real": json.loads(r.lindex(real_key, 0)),
+                     "ours": json.loads(payload)}
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.slow
+def test_our_task_message_is_the_one_send_task_sends(make_stack):
+    st = make_stack(workers=0, api=False)  # Redis only
+    run = subprocess.run([sys.executable, "-c", COMPARE], env=st.env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    for priority, got in json.loads(run.stdout).items():
+        assert got["key"] == got["real_key"], priority
+        real, ours = got["real"], got["ours"]
+        for m in (real, ours):  # per message: a fresh uuid each
+            m["properties"].pop("delivery_tag")
+            m["headers"].pop("origin", None)
+        assert ours == real, priority
