@@ -318,15 +318,6 @@ def attribute_unacknowledged(
     return result
 
 
-def percentile(values: Iterable[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no values."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil without floats drifting
-    return ordered[min(len(ordered), int(rank)) - 1]
-
-
 def op_evidence(pairs: Iterable[OpPair], limit: int = 20) -> list[dict[str, Any]]:
     """Requests as JSON evidence (invocation + completion), at most ``limit``."""
     out = []

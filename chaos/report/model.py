@@ -31,6 +31,7 @@ from typing import Any
 
 from chaos.checkers.compose import Verdict, applicable, reason
 from chaos.history import History
+from chaos.stats import percentile
 
 SCHEMA = "celery-chaos/report@1"
 EXIT = {"pass": 0, "fail": 1, "unknown": 2}
@@ -43,14 +44,6 @@ def verdict_of(valid: Any, errors: list[str] | None = None) -> str:
     if valid is True and not errors:
         return "pass"
     return "unknown"
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    k = min(len(s) - 1, max(0, int(round(q / 100 * (len(s) - 1)))))
-    return s[k]
 
 
 def _ms(v: float | None) -> float | None:
