@@ -319,7 +319,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                           versions=meta.get("last_versions", {}), started=meta["started"],
                           duration=time.monotonic() - meta["t0"])
     meta["paths"] = write_all(report, Path(report_dir))
-    meta["verdict"] = report["verdict"]
+    meta["verdict"] = report.verdict
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

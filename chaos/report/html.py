@@ -14,6 +14,7 @@ from typing import Any
 
 from chaos.checkers.duplicated import effective_end, process_ending_faults
 from chaos.history import History
+from chaos.report.model import Report
 
 COLORS = {"SUCCESS": "#2e9e5b", "FAILURE": "#e08a1e", "REVOKED": "#8a8f98", "BAD": "#d62f2f",
           "PENDING": "#b9c3cf"}
@@ -200,7 +201,8 @@ def _metrics_row(m: dict[str, Any]) -> str:
             f"<td>{f(m.get('throughput_tps'), '/s')}</td><td>{html.escape(rec)}</td>")
 
 
-def render_html(report: dict[str, Any], report_dir: Path, threshold_ms: float = 100.0) -> str:
+def render_html(typed: Report, report_dir: Path, threshold_ms: float = 100.0) -> str:
+    report = typed.to_dict()
     verdict = report["verdict"]
     label, color = VERDICT_STYLE.get(verdict, ("?", "#667085"))
     v = report.get("versions", {})
@@ -281,7 +283,7 @@ def _canary_table(canaries: dict[str, Any]) -> str:
     return "".join(rows)
 
 
-def write_html(report: dict[str, Any], report_dir: Path, threshold_ms: float = 100.0) -> Path:
+def write_html(report: Report, report_dir: Path, threshold_ms: float = 100.0) -> Path:
     path = report_dir / "report.html"
     path.write_text(render_html(report, report_dir, threshold_ms))
     return path
