@@ -113,6 +113,7 @@ def test_timeline_and_latency_chart_share_one_time_axis():
 
 
 DATA = Path(__file__).parent / "data"
+SCRIPT = "<script>alert(1)</script>"
 
 
 def test_a_real_report_round_trips_through_the_model(tmp_path):
@@ -140,3 +141,23 @@ def test_a_built_report_round_trips_with_its_canary_matrix(tmp_path):
     assert all(set(s) == keys for s in raw["scenarios"])  # every kind of entry has every key
     assert "canaries" not in json.loads(json.dumps(_report(tmp_path, {"c": clean(1).build()}).to_dict()))
 
+
+def test_target_strings_are_escaped_in_the_page(tmp_path):
+    """Descriptions, findings, task ids, target names and errors come from the target: text, never markup."""
+    b = HistoryBuilder()
+    b.submit(SCRIPT, at=0.5)
+    b.drain(SCRIPT, "NOT_FOUND")
+    b.ledger()
+    history = b.build()
+    path = tmp_path / "histories" / "x.jsonl"
+    path.parent.mkdir(parents=True)
+    history.dump(path)
+    entry = scenario_entry("x", f"a description {SCRIPT}", history, check_all(history), 1.0, [f"error {SCRIPT}"],
+                           tmp_path, path, f"chaos run {SCRIPT}")
+    entry.findings[0].message = f"message {SCRIPT}"
+    report = build_report([entry], profile=SCRIPT, seed=1, backend="local", target=SCRIPT,
+                          versions={"celery": SCRIPT}, started=0.0, duration=1.0)
+    page = write_all(report, tmp_path)["html"].read_text()
+    assert "<script" not in page
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 8  # each field, and the task's bar in the SVG
+    assert f"<title>{SCRIPT}" not in page and "<title>&lt;script&gt;alert(1)&lt;/script&gt;: " in page
