@@ -38,9 +38,10 @@ from chaos.errors import ChaosError
 from chaos.target import Target, load_config, load_target
 
 if TYPE_CHECKING:
+    from chaos.report.model import ScenarioEntry
     from chaos.session import ChaosSession
 
-REPORT_ENTRIES = pytest.StashKey[list[dict[str, Any]]]()
+REPORT_ENTRIES = pytest.StashKey[list["ScenarioEntry"]]()
 REPORT_META = pytest.StashKey[dict[str, Any]]()
 
 MARKERS = {

@@ -117,8 +117,8 @@ def timeline_svg(history: History, bad: set[str], width: int = 960, horizon: flo
     for i, t in enumerate(tasks):
         y = top + i * row
         start = _start(t)
-        end = t.terminal_seen_time(terminal)
-        end = end if end is not None else horizon
+        seen = t.terminal_seen_time(terminal)
+        end = seen if seen is not None else horizon
         status = t.last_read_status or "PENDING"
         color = COLORS["BAD"] if t.task_id in bad else COLORS.get(status, COLORS["PENDING"])
         h = max(2, row - 3)

@@ -20,6 +20,7 @@ from chaos.report.model import (
     FindingEntry,
     OpCounts,
     Report,
+    RunVerdict,
     ScenarioEntry,
 )
 from chaos.stats import percentile
@@ -27,7 +28,7 @@ from chaos.stats import percentile
 LEDGER_SKEW_S = 1.0  # ledger tasks created this long before the run started still count as the run's
 
 
-def verdict_of(valid: Any, errors: list[str] | None = None) -> str:
+def verdict_of(valid: Any, errors: list[str] | None = None) -> RunVerdict:
     if valid is False:
         return "fail"
     if valid is True and not errors:
@@ -120,7 +121,7 @@ def build_report(scenarios: list[ScenarioEntry], *, profile: str | None, seed: i
                  target: str, versions: dict[str, Any], started: float, duration: float,
                  extra: dict[str, Any] | None = None) -> Report:
     verdicts = [s.verdict for s in scenarios if s.verdict != NOT_APPLICABLE]
-    verdict = "fail" if "fail" in verdicts else ("unknown" if "unknown" in verdicts or not verdicts else "pass")
+    verdict: RunVerdict = "fail" if "fail" in verdicts else ("unknown" if "unknown" in verdicts or not verdicts else "pass")
     return Report(verdict=verdict, exit_code=EXIT[verdict], profile=profile, seed=seed, backend=backend,
                   target=target, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                   duration_s=round(duration, 1), versions=versions, scenarios=scenarios, **(extra or {}))

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SCHEMA = "celery-chaos/report@1"
 EXIT = {"pass": 0, "fail": 1, "unknown": 2}
-NOT_APPLICABLE = "n/a"
+NOT_APPLICABLE: Final = "n/a"
 
 RunVerdict = Literal["pass", "fail", "unknown"]
 ScenarioVerdict = Literal["pass", "fail", "unknown", "n/a"]
