@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.errors import BadArguments, ChaosError
+from chaos.report.model import CanaryMatrix, CanaryRow
 from chaos.target import Target, load_config, load_target
 
 PREFIX = "canary:"
@@ -69,11 +70,15 @@ class Detection:
     tried: list[str] = field(default_factory=list)
     error: str | None = None
 
+    def row(self) -> CanaryRow:
+        """The report's matrix row (the first ten task ids)."""
+        return CanaryRow(name=self.canary, description=self.description, expected="/".join(self.expected),
+                         caught=self.caught, detected_by=self.detected_by, scenario=self.scenario,
+                         seconds=self.seconds, faults=self.faults, task_ids=self.task_ids[:10], tried=self.tried,
+                         error=self.error)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.canary, "description": self.description, "expected": "/".join(self.expected),
-                "caught": self.caught, "detected_by": self.detected_by, "scenario": self.scenario,
-                "seconds": self.seconds, "faults": self.faults, "task_ids": self.task_ids[:10],
-                "tried": self.tried, "error": self.error}
+        return self.row().to_dict()
 
 
 def detect(canary: Canary, target: Target, scenario_names: list[str], *, backend: str = "local",
@@ -137,15 +142,15 @@ def run_canaries(args: Any, profile: Any, seed: int, console: Any, out: Any) -> 
         say(f"    {'caught by ' + ', '.join(det.detected_by) if det.caught else 'NOT CAUGHT'}"
             f"{' in ' + str(det.seconds) + 's' if det.seconds else ''}{' (' + det.error + ')' if det.error else ''}")
     report = load_json(outcome.paths["json"])
-    report["canaries"] = {"rows": [d.to_dict() for d in rows], "all_caught": all(d.caught for d in rows),
-                          "reference_passed": outcome.report["verdict"] == "pass"}
-    ok = report["canaries"]["all_caught"] and report["canaries"]["reference_passed"]
-    if not ok and report["verdict"] == "pass":
-        report["verdict"], report["exit_code"] = "fail", 1
+    report.canaries = CanaryMatrix(rows=[d.row() for d in rows], all_caught=all(d.caught for d in rows),
+                                   reference_passed=outcome.report.verdict == "pass")
+    ok = report.canaries.all_caught and report.canaries.reference_passed
+    if not ok and report.verdict == "pass":
+        report.verdict, report.exit_code = "fail", 1
     paths = write_all(report, args.report)
     for d in rows:
         out.print(f"{d.canary:34} {'caught' if d.caught else 'MISSED':7} expected {'/'.join(d.expected):18} "
                   f"by {', '.join(d.detected_by) or '-':28} {d.scenario or '-':22} {d.seconds or '-'}s",
                   markup=False)
-    out.print(f"reference {outcome.report['verdict']}; report: {paths['html']}", markup=False)
+    out.print(f"reference {outcome.report.verdict}; report: {paths['html']}", markup=False)
     return 0 if ok else 1

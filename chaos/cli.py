@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -23,6 +23,9 @@ from rich.table import Table
 
 from chaos.errors import BadArguments, ChaosError
 from chaos.target import Target, load_config, load_target
+
+if TYPE_CHECKING:
+    from chaos.report.model import Report
 
 # Not a terminal (CI logs): 160 columns rather than rich's 80, so the verdict table keeps its reasons readable.
 _WIDTH = shutil.get_terminal_size((160, 24)).columns
@@ -163,33 +166,33 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(report: dict[str, Any], paths: dict[str, Path]) -> None:
-    table = Table(title=f"celery-chaos {report.get('profile') or 'run'}: {report['verdict'].upper()}")
+def _print_summary(report: Report, paths: dict[str, Path]) -> None:
+    table = Table(title=f"celery-chaos {report.profile or 'run'}: {report.verdict.upper()}")
     for col in ("scenario", "verdict", "faults", "findings", "submit p99", "seconds"):
         table.add_column(col)
     table.add_column("why (n/a, undecided)", overflow="fold", max_width=60)
     colors = {"pass": "green", "fail": "red", "unknown": "yellow", "n/a": "dim"}
-    for s in report["scenarios"]:
-        p99 = s.get("metrics", {}).get("submit_p99_ms")
-        table.add_row(escape(s["name"]), f"[{colors.get(s['verdict'], 'white')}]{s['verdict']}[/]",
-                      ", ".join(sorted({f['name'] for f in s['faults']})) or "-", str(len(s["findings"])),
-                      "-" if p99 is None else f"{p99:.0f} ms", str(s["duration_s"]),
-                      escape("; ".join(s.get("reasons", []))) if s["verdict"] in ("n/a", "unknown") else "")
+    for s in report.scenarios:
+        p99 = s.metrics.get("submit_p99_ms")
+        table.add_row(escape(s.name), f"[{colors.get(s.verdict, 'white')}]{s.verdict}[/]",
+                      ", ".join(sorted({f.name for f in s.faults})) or "-", str(len(s.findings)),
+                      "-" if p99 is None else f"{p99:.0f} ms", str(s.duration_s),
+                      escape("; ".join(s.reasons)) if s.verdict in ("n/a", "unknown") else "")
     out.print(table)
-    abstained = sorted({r for s in report["scenarios"] if s["verdict"] not in ("n/a", "unknown")
-                        for r in s.get("reasons", []) if " n/a: " in r})
+    abstained = sorted({r for s in report.scenarios if s.verdict not in ("n/a", "unknown")
+                        for r in s.reasons if " n/a: " in r})
     if abstained:
         out.print("checkers that could not judge some scenarios (they abstain; the rest decide):", markup=False)
         for r in abstained:
             out.print(f"  {r}", markup=False)
-    for s in report["scenarios"]:
-        for f in s["findings"][:5]:
-            out.print(f"[red]{escape(s['name'])}[/]: " + escape(f"{f['checker']}/{f['kind']}: {f['message']} "
-                      f"(tasks {', '.join(f['task_ids'][:4])})"))
-        if s["verdict"] == "fail" and s.get("replay"):
-            out.print(f"  replay: {s['replay']}", markup=False)
-        for e in s.get("errors", []):
-            out.print(f"[yellow]{escape(s['name'])}[/]: {escape(e)}")
+    for s in report.scenarios:
+        for f in s.findings[:5]:
+            out.print(f"[red]{escape(s.name)}[/]: " + escape(f"{f.checker}/{f.kind}: {f.message} "
+                      f"(tasks {', '.join(f.task_ids[:4])})"))
+        if s.verdict == "fail" and s.replay:
+            out.print(f"  replay: {s.replay}", markup=False)
+        for e in s.errors:
+            out.print(f"[yellow]{escape(s.name)}[/]: {escape(e)}")
     out.print(f"report: {paths['html']}  (also {paths['json'].name}, {paths['junit'].name})", markup=False)
 
 

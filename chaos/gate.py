@@ -15,7 +15,15 @@ from typing import Any
 from chaos.checkers import CheckConfig
 from chaos.cluster.cleanup import remove_leftovers
 from chaos.errors import BadArguments, ChaosError
-from chaos.report import build_report, not_applicable_entry, scenario_entry, undecided_entry, write_all
+from chaos.report import (
+    Report,
+    ScenarioEntry,
+    build_report,
+    not_applicable_entry,
+    scenario_entry,
+    undecided_entry,
+    write_all,
+)
 from chaos.runner import Scenario, ScenarioResult, run_scenario, versions
 from chaos.scenarios import SCENARIOS, build, missing
 from chaos.target import Target
@@ -65,13 +73,13 @@ Progress = Callable[[str], None]
 
 @dataclass
 class GateOutcome:
-    report: dict[str, Any]
+    report: Report
     paths: dict[str, Path]
     results: list[ScenarioResult]
 
     @property
     def exit_code(self) -> int:
-        return int(self.report["exit_code"])
+        return self.report.exit_code
 
 
 def replay_command(name: str, seed: int, selector: str | None, backend: str, scenario_file: Path | None = None) -> str:
@@ -96,7 +104,7 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
     remove_leftovers()
     todo = scenarios if scenarios is not None else [build(n, target, profile.check_overrides)
                                                     for n in profile.scenarios]
-    entries: list[dict[str, Any]] = []
+    entries: list[ScenarioEntry] = []
     order = {s.name: i for i, s in enumerate(todo)}  # the report lists scenarios in the profile's order
     for s in list(todo):
         s.seed = seed
@@ -131,9 +139,9 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
                 continue
             results.append(r)
             entries.append(scenario_entry(scen.name, scen.description, r.history, r.result, r.duration,
-                                          r.errors, report_dir, r.history_path, scen.replay))
-            progress(f"    {entries[-1]['verdict']} in {r.duration:.1f}s, {len(r.result.findings)} findings"
-                     + "".join(f"\n    {why}" for why in entries[-1]["reasons"] if "undecided" in why))
+                                          r.errors, report_dir, r.history_path, scen.replay, scen.check))
+            progress(f"    {entries[-1].verdict} in {r.duration:.1f}s, {len(r.result.findings)} findings"
+                     + "".join(f"\n    {why}" for why in entries[-1].reasons if "undecided" in why))
         if profile.properties > 0:
             progress(f"property: {profile.properties} generated task mixes and fault schedules (seed {seed})")
             try:
@@ -157,7 +165,7 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
                     rate = f"; {po.reproduction(res)}" if label else ""
                     entries.append(scenario_entry(name, f"Hypothesis example ({label or 'passed'}{rate}): {faults}",
                                                   res.history, res.result, res.duration, res.errors, report_dir,
-                                                  res.history_path, replay))
+                                                  res.history_path, replay, res.scenario.check))
                 extra["property"] = {
                     "examples": po.examples, "failed": po.failed, "hypothesis": po.hypothesis_error,
                     "reproduction": {label: po.reproduction(res) for label, res in shown if label and res}}
@@ -170,7 +178,7 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
         except Exception:  # noqa: BLE001
             pass
         cluster.close()
-    entries.sort(key=lambda e: order.get(e["name"], len(order)))
+    entries.sort(key=lambda e: order.get(e.name, len(order)))
     report = build_report(entries, profile=profile.name, seed=seed, backend=backend,
                           target=target_label or target.name, versions=vers, started=started,
                           duration=time.monotonic() - t0, extra=extra)

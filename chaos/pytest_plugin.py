@@ -38,9 +38,10 @@ from chaos.errors import ChaosError
 from chaos.target import Target, load_config, load_target
 
 if TYPE_CHECKING:
+    from chaos.report.model import ScenarioEntry
     from chaos.session import ChaosSession
 
-REPORT_ENTRIES = pytest.StashKey[list[dict[str, Any]]]()
+REPORT_ENTRIES = pytest.StashKey[list["ScenarioEntry"]]()
 REPORT_META = pytest.StashKey[dict[str, Any]]()
 
 MARKERS = {
@@ -319,7 +320,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                           versions=meta.get("last_versions", {}), started=meta["started"],
                           duration=time.monotonic() - meta["t0"])
     meta["paths"] = write_all(report, Path(report_dir))
-    meta["verdict"] = report["verdict"]
+    meta["verdict"] = report.verdict
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -40,6 +40,7 @@ from chaos.workload import BaseWorkload, TaskPlan, for_cluster
 
 if TYPE_CHECKING:
     from chaos.cluster.cluster import Cluster
+    from chaos.report.model import ScenarioEntry
     from chaos.runner import ScenarioResult
 
 T = TypeVar("T")
@@ -703,7 +704,7 @@ class ChaosSession:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def report_entries(self) -> list[dict[str, Any]]:
+    def report_entries(self) -> list[ScenarioEntry]:
         """``report.json`` scenario entries: this session's history (when it has one) and every ``run``."""
         from chaos.report import scenario_entry, undecided_entry
 
@@ -711,14 +712,14 @@ class ChaosSession:
         if self._activity:
             v = self.last_verdict
             if v is None or v.history is None:
-                out.append({**undecided_entry(self.name, "the test ended without a verdict (chaos.verdict())"),
-                            "description": self.description})
+                out.append(undecided_entry(self.name, "the test ended without a verdict (chaos.verdict())",
+                                           self.description))
             else:
                 out.append(scenario_entry(self.name, self.description, v.history, v.result, v.duration, v.errors,
-                                          self.report_dir, self.history_path, v.replay))
+                                          self.report_dir, self.history_path, v.replay, self.check))
         for r, v in self.runs:
             out.append(scenario_entry(v.name, v.description, r.history, r.result, r.duration, r.errors,
-                                      self.report_dir, r.history_path, v.replay))
+                                      self.report_dir, r.history_path, v.replay, r.scenario.check))
         return out
 
 

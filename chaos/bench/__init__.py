@@ -103,12 +103,10 @@ import asyncio
 import difflib
 import importlib.metadata as md
 import json
-import math
 import os
 import platform
 import shlex
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,6 +125,8 @@ from rich.table import Table
 
 from chaos.cluster.cleanup import mark
 from chaos.errors import BadArguments, ChaosError
+from chaos.stats import median as _median
+from chaos.stats import percentile
 from chaos.target import TERMINAL_STATES, HttpContract, Target, TaskKind, env_strings, explain, load_config
 
 SCHEMA = "celery-chaos-bench/1"
@@ -294,17 +294,6 @@ def _project_plan(target: Target) -> BenchPlan:
 
 
 # ---------------------------------------------------------------------------------------------- small helpers
-def _median(xs: Iterable[float]) -> float:
-    xs = list(xs)
-    return float(statistics.median(xs)) if xs else float("nan")
-
-
-def _pct(sorted_xs: list[float], q: float) -> float:
-    if not sorted_xs:
-        return float("nan")
-    return sorted_xs[max(0, math.ceil(q * len(sorted_xs)) - 1)]
-
-
 def _r(x: float, nd: int = 4) -> float:
     return round(float(x), nd)
 
@@ -614,8 +603,9 @@ def measure_latency(api: _Api, levels: Iterable[int], repeats: int, quick: bool,
         seen: set[str] = set()
         for _ in range(repeats):
             lat, err, modes = asyncio.run(_latency_run(api, level, per, sockets))
-            lat.sort()
-            runs.append((_pct(lat, 0.5), _pct(lat, 0.99), lat[-1]))
+            p50, p99 = percentile(lat, 50), percentile(lat, 99)
+            assert p50 is not None and p99 is not None  # every run sends requests
+            runs.append((p50, p99, max(lat)))
             errors += err
             seen |= modes
         out[str(level)] = {"p50_ms": _r(_median(r[0] for r in runs), 2), "p99_ms": _r(_median(r[1] for r in runs), 2),

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from chaos.cluster.local import free_port
+from chaos.stats import summary
 
 BARE_APP = '''"""Bare submit endpoint for chaos bench: a bearer check and one Redis LPUSH (written by chaos/bench)."""
 import os
@@ -153,13 +154,10 @@ def _processes(url: str, body: dict[str, Any], headers: dict[str, str], connecti
         pool.map(_warm, range(procs), chunksize=1)  # every process up and waiting together: the clock starts now
         deadline = time.time() + seconds
         parts = pool.map(_client_process, [(url, method, payload, hdrs, n, deadline) for n in share])
-    lat = sorted(x for _, _, xs in parts for x in xs)
-
-    def pct(q: float) -> float | None:
-        return round(lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else None
-
-    return {"rps": round(sum(n for n, _, _ in parts) / seconds, 1), "p50_ms": pct(0.50), "p90_ms": pct(0.90),
-            "p99_ms": pct(0.99), "non_2xx": sum(b for _, b, _ in parts), "socket_errors": 0}
+    lat = [x for _, _, xs in parts for x in xs]
+    pct = {k: None if v is None else round(v, 2) for k, v in summary(lat).items()}
+    return {"rps": round(sum(n for n, _, _ in parts) / seconds, 1), "p50_ms": pct["p50"], "p90_ms": pct["p90"],
+            "p99_ms": pct["p99"], "non_2xx": sum(b for _, b, _ in parts), "socket_errors": 0}
 
 
 def generator() -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.checkers.config import CheckConfig
-from chaos.history import NOT_FOUND, History, Ledger, LedgerTask, OpPair
+from chaos.history import NOT_FOUND, Execution, FaultWindow, History, Ledger, LedgerTask, OpPair
 
 READ_FS = ("status", "drain")
 OBSERVING_FS = ("submit", "status", "drain")  # requests whose ok reply states the task's status
@@ -156,6 +156,25 @@ class TaskLifecycle:
 
     # -- report
 
+    @property
+    def runs(self) -> LedgerTask | None:
+        """The row holding its executions: the target's ledger, else the worker probe's records."""
+        return self.ledger or self.probed
+
+    def _ok_reads(self) -> list[OpPair]:
+        return sorted((p for p in self.reads if p.phase == "ok" and p.status), key=lambda p: p.complete_time)
+
+    @property
+    def last_read_status(self) -> str | None:
+        """What the last successful status or drain read said."""
+        reads = self._ok_reads()
+        return reads[-1].status if reads else None
+
+    def terminal_seen_time(self, terminal_states: Iterable[str]) -> float | None:
+        """When a read first said the task was terminal (monotonic s), None if none did."""
+        terminal = set(terminal_states)
+        return next((p.complete_time for p in self._ok_reads() if p.status in terminal), None)
+
     def summary(self) -> dict[str, Any]:
         """A JSON timeline row: first submit, statuses seen and when, cancels, executions, end state."""
         first = self.first_submit
@@ -179,7 +198,7 @@ class TaskLifecycle:
             "ledger_state": self.ledger.state if self.ledger else None,
             "effects": self.ledger.effects if self.ledger else None,
             "expected_effects": self.ledger.expected_effects if self.ledger else None,
-            "executions": [e.to_dict() for e in runs.executions] if (runs := self.ledger or self.probed) else [],
+            "executions": [e.to_dict() for e in runs.executions] if (runs := self.runs) else [],
             "executions_source": "ledger" if self.ledger else ("probe" if self.probed else None),
         }
 
@@ -220,6 +239,34 @@ def task_lifecycles(history: History, ledger: Ledger | None = None) -> dict[str,
             if row.task_id in tasks:  # only tasks of this run's requests (a leftover of another run is not ours)
                 tasks[row.task_id].probed = row
     return tasks
+
+
+def node_runs_worker(node: str, worker: str) -> bool:
+    """Does fault target ``node`` (``worker-0``) host ledger worker ``worker`` (``celery@worker-0``)?"""
+    return node == worker or node in worker.split("@")
+
+
+# Faults that end processes (SIGKILL, cold/warm shutdown, restart, scale-down). Pauses and network faults do not:
+# an execution on a paused or cut-off worker is still alive, and a second one beside it is a real duplicate.
+PROCESS_ENDING = ("kill", "crash", "quit", "term", "restart", "stop", "scale")
+
+
+def process_ending_faults(history: History) -> list[FaultWindow]:
+    return [w for w in history.fault_windows() if any(word in w.name for word in PROCESS_ENDING)]
+
+
+def effective_end(execution: Execution, kills: list[FaultWindow]) -> float | None:
+    """When the execution stopped: its finish, else the process-ending fault of its worker that was open when
+    it started or came after (a kill lands some milliseconds after its window opens), else None."""
+    if execution.finished_at is not None:
+        return execution.finished_at
+    ends = [
+        max(w.start_wall, execution.started_at)
+        for w in kills
+        if node_runs_worker(w.node, execution.worker)
+        and (w.end_wall is None or w.end_wall >= execution.started_at)
+    ]
+    return min(ends) if ends else None
 
 
 def acknowledged(lifecycles: dict[str, TaskLifecycle]) -> list[TaskLifecycle]:
@@ -316,15 +363,6 @@ def attribute_unacknowledged(
         else:
             result.unexplained.append(row.task_id)
     return result
-
-
-def percentile(values: Iterable[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no values."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil without floats drifting
-    return ordered[min(len(ordered), int(rank)) - 1]
 
 
 def op_evidence(pairs: Iterable[OpPair], limit: int = 20) -> list[dict[str, Any]]:

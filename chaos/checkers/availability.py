@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from chaos.checkers.analysis import percentile, task_lifecycles
+from chaos.checkers.analysis import task_lifecycles
 from chaos.checkers.config import CheckConfig
 from chaos.checkers.result import UNKNOWN, CheckResult, Finding, Validity, cap_per_kind
 from chaos.history import History, OpPair
+from chaos.stats import percentile
 
 NAME = "availability"
 

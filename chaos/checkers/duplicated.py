@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from chaos.checkers.analysis import effective_end, process_ending_faults
 from chaos.checkers.config import CheckConfig
 from chaos.checkers.result import UNKNOWN, CheckResult, Finding, cap_per_kind
 from chaos.history import Execution, FaultWindow, History, LedgerTask, OpPair
@@ -52,34 +53,6 @@ def key_not_honoured(history: History, config: CheckConfig) -> _Keyed:
                 f"different tasks ({', '.join(ids[:4])}): the key did not make the resubmit return the first task",
                 {"anomaly": "key-not-honoured", "key": key, "submits": [p.to_dict() for p in pairs[:10]]}))
     return _Keyed(findings, {"keyed": sum(1 for ps in by_key.values() if len(ps) > 1)})
-
-
-def node_runs_worker(node: str, worker: str) -> bool:
-    """Does fault target ``node`` (``worker-0``) host ledger worker ``worker`` (``celery@worker-0``)?"""
-    return node == worker or node in worker.split("@")
-
-
-# Faults that end processes (SIGKILL, cold/warm shutdown, restart, scale-down). Pauses and network faults do not:
-# an execution on a paused or cut-off worker is still alive, and a second one beside it is a real duplicate.
-PROCESS_ENDING = ("kill", "crash", "quit", "term", "restart", "stop", "scale")
-
-
-def process_ending_faults(history: History) -> list[FaultWindow]:
-    return [w for w in history.fault_windows() if any(word in w.name for word in PROCESS_ENDING)]
-
-
-def effective_end(execution: Execution, kills: list[FaultWindow]) -> float | None:
-    """When the execution stopped: its finish, else the process-ending fault of its worker that was open when
-    it started or came after (a kill lands some milliseconds after its window opens), else None."""
-    if execution.finished_at is not None:
-        return execution.finished_at
-    ends = [
-        max(w.start_wall, execution.started_at)
-        for w in kills
-        if node_runs_worker(w.node, execution.worker)
-        and (w.end_wall is None or w.end_wall >= execution.started_at)
-    ]
-    return min(ends) if ends else None
 
 
 def overlapping_pairs(task: LedgerTask, kills: list[FaultWindow]) -> list[tuple[Execution, Execution]]:

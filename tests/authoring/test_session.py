@@ -182,8 +182,8 @@ def test_report_dir_gets_the_history_and_a_scenario_file_that_replays(cluster, t
     (f,) = scen.schedule
     assert (f.kind, f.node) == ("kill-worker", "worker-0") and 0.1 <= f.duration < 1.0
     entries = s.report_entries()
-    assert [e["name"] for e in entries] == [s.name] and entries[0]["verdict"] == "pass"
-    assert entries[0]["history"] == f"histories/{s.name}.jsonl"
+    assert [e.name for e in entries] == [s.name] and entries[0].verdict == "pass"
+    assert entries[0].history == f"histories/{s.name}.jsonl"
 
 
 def test_run_is_a_scenario_with_its_own_history_on_a_reset_stack(cluster, tmp_path):
@@ -199,7 +199,7 @@ def test_run_is_a_scenario_with_its_own_history_on_a_reset_stack(cluster, tmp_pa
     assert bad.history_path == tmp_path / "histories" / "unit-run-2.jsonl"
     s.close()
     assert not (tmp_path / "histories" / "unit-run.jsonl").exists()  # the session itself recorded nothing
-    assert [e["verdict"] for e in s.report_entries()] == ["pass", "fail"]
+    assert [e.verdict for e in s.report_entries()] == ["pass", "fail"]
 
 
 def test_run_without_a_report_dir_describes_the_example(session):

@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 
 from chaos.checkers.compose import check_all
-from chaos.report import build_report, load_json, scenario_entry, write_all
+from chaos.report import (
+    CanaryMatrix,
+    CanaryRow,
+    build_report,
+    load_json,
+    not_applicable_entry,
+    scenario_entry,
+    undecided_entry,
+    write_all,
+    write_json,
+)
 
 from ..checkers.builder import HistoryBuilder, clean, execution, ledger_task
 
@@ -43,7 +53,7 @@ def test_clean_run_passes_in_every_format(tmp_path):
     report = _report(tmp_path, {"clean": clean(5).build()})
     paths = write_all(report, tmp_path)
     data = load_json(paths["json"])
-    assert data["schema"] == "celery-chaos/report@1" and data["verdict"] == "pass" and data["exit_code"] == 0
+    assert data.schema_ == "celery-chaos/report@1" and data.verdict == "pass" and data.exit_code == 0
     suite = ET.parse(paths["junit"]).getroot()
     assert suite.get("tests") == "1" and suite.get("failures") == "0"
     assert "PASS" in paths["html"].read_text()
@@ -100,3 +110,54 @@ def test_timeline_and_latency_chart_share_one_time_axis():
     assert tick.findall(tl) == tick.findall(lat) and len(tick.findall(tl)) == 11
     fault_x = re.compile(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="[\d.]+" fill="#[0-9a-f]{6}"')
     assert fault_x.search(tl).groups() == fault_x.search(lat).groups()
+
+
+DATA = Path(__file__).parent / "data"
+SCRIPT = "<script>alert(1)</script>"
+
+
+def test_a_real_report_round_trips_through_the_model(tmp_path):
+    """``run-report.json`` was written by ``chaos run worker-sigkill --target canary:acks-early``: the typed
+    model reads every key of it and writes the same JSON back."""
+    raw = json.loads((DATA / "run-report.json").read_text())
+    report = load_json(DATA / "run-report.json")
+    assert report.scenarios[0].findings[0].checker == "lost" and report.scenarios[0].faults[0].node == "worker-0"
+    write_json(report, tmp_path / "report.json")
+    assert json.loads((tmp_path / "report.json").read_text()) == raw
+
+
+def test_a_built_report_round_trips_with_its_canary_matrix(tmp_path):
+    report = _report(tmp_path, {"clean": clean(3).build(), "broken": _lost_history()})
+    report.scenarios.append(not_applicable_entry("na", "needs a cancel", "n/a: the target declares no cancel"))
+    report.scenarios.append(undecided_entry("bring-up", "the stack did not come up"))
+    report.canaries = CanaryMatrix(rows=[CanaryRow(name="canary:x", expected="lost", caught=True, seconds=1.5)],
+                                   all_caught=True, reference_passed=True)
+    paths = write_all(report, tmp_path)
+    raw = json.loads(paths["json"].read_text())
+    assert load_json(paths["json"]).to_dict() == raw
+    assert raw["canaries"]["rows"][0]["name"] == "canary:x"
+    keys = {"name", "description", "verdict", "reasons", "duration_s", "history", "logs", "replay", "faults", "ops",
+            "checkers", "findings", "metrics", "errors"}
+    assert all(set(s) == keys for s in raw["scenarios"])  # every kind of entry has every key
+    assert "canaries" not in json.loads(json.dumps(_report(tmp_path, {"c": clean(1).build()}).to_dict()))
+
+
+def test_target_strings_are_escaped_in_the_page(tmp_path):
+    """Descriptions, findings, task ids, target names and errors come from the target: text, never markup."""
+    b = HistoryBuilder()
+    b.submit(SCRIPT, at=0.5)
+    b.drain(SCRIPT, "NOT_FOUND")
+    b.ledger()
+    history = b.build()
+    path = tmp_path / "histories" / "x.jsonl"
+    path.parent.mkdir(parents=True)
+    history.dump(path)
+    entry = scenario_entry("x", f"a description {SCRIPT}", history, check_all(history), 1.0, [f"error {SCRIPT}"],
+                           tmp_path, path, f"chaos run {SCRIPT}")
+    entry.findings[0].message = f"message {SCRIPT}"
+    report = build_report([entry], profile=SCRIPT, seed=1, backend="local", target=SCRIPT,
+                          versions={"celery": SCRIPT}, started=0.0, duration=1.0)
+    page = write_all(report, tmp_path)["html"].read_text()
+    assert "<script" not in page
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 8  # each field, and the task's bar in the SVG
+    assert f"<title>{SCRIPT}" not in page and "<title>&lt;script&gt;alert(1)&lt;/script&gt;: " in page
