@@ -51,6 +51,11 @@ class Profile:
     workers: int | None = None
     check: CheckConfig = field(default_factory=CheckConfig)
     check_overrides: dict[str, Any] = field(default_factory=dict)  # the [check] keys the profile set itself
+    scenario_checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # [check.<scenario>]: for that one
+
+    def overrides_for(self, scenario: str) -> dict[str, Any]:
+        """The profile's [check] keys for ``scenario``: its own [check.<scenario>] table over the shared ones."""
+        return {**self.check_overrides, **self.scenario_checks.get(scenario, {})}
 
     @classmethod
     def load(cls, name: str, config: dict[str, Any]) -> Profile:
@@ -61,11 +66,22 @@ class Profile:
         unknown = [s for s in table.get("scenarios", []) if s not in SCENARIOS]
         if unknown:
             raise BadArguments(f"profile {name!r} names unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
-        check = CheckConfig.from_dict(table.get("check", {}))
-        overrides = {k: getattr(check, k) for k in table.get("check", {}) if hasattr(check, k)}
+        shared = dict(table.get("check", {}))
+        per_scenario = {k: shared.pop(k) for k in list(shared) if isinstance(shared[k], dict)}
+        unknown = [s for s in per_scenario if s not in SCENARIOS]
+        if unknown:
+            raise BadArguments(f"profile {name!r} has [check] tables for unknown scenarios {unknown}; "
+                               f"known: {', '.join(SCENARIOS)}")
+        check = CheckConfig.from_dict(shared)
         return cls(name=name, scenarios=list(table.get("scenarios", [])), properties=int(table.get("properties", 0)),
                    shrink_runs=int(table.get("shrink_runs", 4)), backend=str(table.get("backend", "local")),
-                   workers=table.get("workers"), check=check, check_overrides=overrides)
+                   workers=table.get("workers"), check=check, check_overrides=_set_keys(check, shared),
+                   scenario_checks={s: _set_keys(CheckConfig.from_dict(t), t) for s, t in per_scenario.items()})
+
+
+def _set_keys(check: CheckConfig, table: dict[str, Any]) -> dict[str, Any]:
+    """The check keys a table set itself, as CheckConfig parsed them."""
+    return {k: getattr(check, k) for k in table if hasattr(check, k)}
 
 
 Progress = Callable[[str], None]
@@ -102,7 +118,7 @@ def run_gate(target: Target, profile: Profile, *, report_dir: Path, seed: int, b
     t0 = time.monotonic()
     report_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers()
-    todo = scenarios if scenarios is not None else [build(n, target, profile.check_overrides)
+    todo = scenarios if scenarios is not None else [build(n, target, profile.overrides_for(n))
                                                     for n in profile.scenarios]
     entries: list[ScenarioEntry] = []
     order = {s.name: i for i, s in enumerate(todo)}  # the report lists scenarios in the profile's order

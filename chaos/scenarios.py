@@ -190,12 +190,11 @@ def concurrent(n: int) -> Builder:
     def build(t: Target) -> Scenario:
         k = Kinds.of(t)
         plans = [TaskPlan(k.short, priority=i % 10, at=0.0) for i in range(n)]
-        # n submits land at the same instant: their latency is queueing, not the single-submit target of
-        # 100 ms, so the bar is 100 ms per concurrent client (it catches a hang, not a slow machine); the
-        # benchmarks report the real figures at 1/10/100/1000 clients.
-        check = CheckConfig(latency_p99_ms=100.0 * n)
+        # the plan's bar: submit under 100 ms with 10 and with 100 tasks submitted at once (a profile's
+        # [check] latency_p99_ms moves it, for a slower machine); the benchmarks give the figures behind it
+        check = CheckConfig(latency_p99_ms=100.0, latency_min_samples=min(n, 20))  # a burst of n is the sample
         return Scenario(f"concurrent-{n}", plans, [], concurrency=n, quiesce=_q(t, 2), check=check,
-                        description=f"{n} tasks submitted at once (submit p99 bar {check.latency_p99_ms:.0f} ms)")
+                        description=f"{n} tasks submitted at once: each answered, submit p99 within the bar")
 
     return build
 

@@ -35,3 +35,17 @@ def test_unknown_profile_and_scenario_are_bad_arguments():
         Profile.load("nope", config)
     with pytest.raises(BadArguments):
         Profile.load("x", {"profiles": {"x": {"scenarios": ["no-such"]}}})
+
+
+def test_the_concurrent_scenarios_hold_the_plans_bar_unless_a_profile_moves_it_for_one():
+    target = load_target(ROOT / "pyproject.toml")
+    for n in (10, 100):  # built in: 100 ms, judged on the whole burst
+        check = build(f"concurrent-{n}", target).check
+        assert (check.latency_p99_ms, check.latency_min_samples) == (100.0, min(n, 20))
+    profile = Profile.load("x", {"profiles": {"x": {"scenarios": ["concurrent-10", "concurrent-100"], "check": {
+        "fault_grace_s": 2.0, "concurrent-100": {"latency_p99_ms": 400}}}}})
+    assert profile.overrides_for("concurrent-100") == {"fault_grace_s": 2.0, "latency_p99_ms": 400}
+    assert profile.overrides_for("concurrent-10") == {"fault_grace_s": 2.0}
+    assert build("concurrent-10", target, profile.overrides_for("concurrent-10")).check.latency_p99_ms == 100.0
+    with pytest.raises(BadArguments, match="unknown scenarios"):
+        Profile.load("x", {"profiles": {"x": {"scenarios": [], "check": {"no-such": {"latency_p99_ms": 1}}}}})
