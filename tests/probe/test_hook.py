@@ -44,7 +44,7 @@ def shadowed_site(tmp_path: Path) -> Path:
 SHOW = """
     import json, os, sys
     print(json.dumps({"probe": "celery_chaos_probe" in sys.modules, "celery": "celery" in sys.modules,
-                      "path": [p for p in sys.path if "hook" in p], "theirs": os.environ.get("THEIR_SITECUSTOMIZE"),
+                      "path": [p for p in sys.path if "hook" in p and "__editable__" not in p], "theirs": os.environ.get("THEIR_SITECUSTOMIZE"),
                       "site_mark": getattr(sys.modules.get("sitecustomize"), "MARK", None),
                       "finders": [type(f).__name__ for f in sys.meta_path]}))
 """
