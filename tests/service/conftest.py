@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,8 +20,6 @@ import psutil
 import pytest
 import redis
 
-from chaos.cluster.ports import free_port
-
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_SERVER = os.environ.get("REDIS_SERVER", "/usr/bin/redis-server")
 ADMIN = "admin-secret"
@@ -31,6 +30,10 @@ TOKENS = {"alice": "tok-alice", "bob": "tok-bob", **TARGET_TOKENS}
 TERMINAL = {"SUCCESS", "FAILURE", "REVOKED"}
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _group_alive(pgid: int) -> list[int]:
