@@ -1,6 +1,7 @@
-"""The nemesis: a catalogue of faults over a cluster, each with an inject and a heal, each recorded as a window.
+"""The nemesis: a catalogue of faults over a cluster, each recorded as a window.
 
-A fault is plain data (``FaultSpec``: which fault, on what, when, for how long) so that Hypothesis can draw and
+A fault's ``inject`` returns its own ``Heal`` (a callable that knows what that injection changed), so nothing
+outside the fault has to carry or interpret its state. A fault is plain data (``FaultSpec``: which fault, on what, when, for how long) so that Hypothesis can draw and
 shrink schedules of them; the ``Nemesis`` turns specs into actions on nodes and proxy links. Whatever happens,
 ``heal_all`` undoes every fault still open: the final heal of every scenario.
 """
