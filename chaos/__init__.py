@@ -3,6 +3,7 @@
 The public API, for writing your own chaos tests (the pytest fixture ``chaos`` gives a ``ChaosSession``)::
 
     from chaos import ChaosSession, realtime, schedules, task_plans, load_target
+    from chaos import Cluster, build_scenario, run_scenario, check_all  # a scenario on a stack, and its verdict
 
 Names are imported on first use (``import chaos`` stays light: the pytest plugin imports it at startup).
 """
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# public name -> the module that defines it
+# public name -> the module that defines it ("module:name" where the module calls it otherwise)
 _EXPORTS: dict[str, str] = {
     # the stack and what it runs
     "Cluster": "chaos.cluster.cluster",
@@ -32,6 +33,10 @@ _EXPORTS: dict[str, str] = {
     "TaskPlan": "chaos.workload",
     "Scenario": "chaos.runner",
     "run_scenario": "chaos.runner",
+    # the named scenarios: the catalogue, and a scenario of it built for a target
+    "SCENARIOS": "chaos.scenarios",
+    "DEFAULT_SCENARIOS": "chaos.scenarios",
+    "build_scenario": "chaos.scenarios:build",
     # Hypothesis strategies
     "task_plans": "chaos.strategies",
     "schedules": "chaos.strategies",
@@ -53,6 +58,7 @@ __all__ = [
     "Cluster", "Target", "load_target",
     "ChaosSession", "ChaosVerdict", "FaultHandle", "ScheduledFault", "realtime",
     "FAULTS", "FaultSpec", "TaskPlan", "Scenario", "run_scenario",
+    "SCENARIOS", "DEFAULT_SCENARIOS", "build_scenario",
     "task_plans", "schedules", "fault_specs",
     "Recorder", "History", "check_all", "Verdict", "CheckConfig", "Finding",
     "ChaosError", "BadArguments",
@@ -67,6 +73,8 @@ if TYPE_CHECKING:
     from chaos.history import History, Recorder
     from chaos.nemesis import FAULTS, FaultSpec
     from chaos.runner import Scenario, run_scenario
+    from chaos.scenarios import DEFAULT_SCENARIOS, SCENARIOS
+    from chaos.scenarios import build as build_scenario
     from chaos.session import ChaosSession, ChaosVerdict, FaultHandle, ScheduledFault, realtime
     from chaos.strategies import fault_specs, schedules, task_plans
     from chaos.target import Target, load_target
@@ -74,10 +82,11 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    where = _EXPORTS.get(name)
+    if where is None:
         raise AttributeError(f"module 'chaos' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, _, attr = where.partition(":")
+    value = getattr(importlib.import_module(module), attr or name)
     globals()[name] = value  # later look-ups skip this function
     return value
 

@@ -25,19 +25,16 @@ from chaos.report import (
     write_all,
 )
 from chaos.runner import Scenario, ScenarioResult, run_scenario, versions
-from chaos.scenarios import SCENARIOS, build, missing
+from chaos.scenarios import DEFAULT_SCENARIOS, RELEASE_SCENARIOS, SCENARIOS, SMOKE_SCENARIOS, build, missing
 from chaos.target import Target
 
 BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
     "default": {
-        "scenarios": ["submit-status-cancel", "worker-sigkill", "pool-child-kill", "worker-restart", "api-restart",
-                      "worker-cold-shutdown", "redis-down-fallback", "fallback-api-restart",
-                      "redis-restart-backlog", "redis-pause", "broker-client-kill", "network-cut-workers",
-                      "network-reset", "durable-revoke", "concurrent-10", "concurrent-100"],
+        "scenarios": list(DEFAULT_SCENARIOS),
         "properties": 3, "shrink_runs": 4, "backend": "local", "workers": 2,
     },
-    "smoke": {"scenarios": ["submit-status-cancel", "worker-sigkill", "redis-down-fallback"], "properties": 0},
-    "release": {"scenarios": list(SCENARIOS), "properties": 20, "shrink_runs": 12, "workers": 2},
+    "smoke": {"scenarios": list(SMOKE_SCENARIOS), "properties": 0},
+    "release": {"scenarios": list(RELEASE_SCENARIOS), "properties": 20, "shrink_runs": 12, "workers": 2},
 }
 
 

@@ -1,6 +1,7 @@
-"""The nemesis: a catalogue of faults over a cluster, each with an inject and a heal, each recorded as a window.
+"""The nemesis: a catalogue of faults over a cluster, each recorded as a window.
 
-A fault is plain data (``FaultSpec``: which fault, on what, when, for how long) so that Hypothesis can draw and
+A fault's ``inject`` returns its own ``Heal`` (a callable that knows what that injection changed), so nothing
+outside the fault has to carry or interpret its state. A fault is plain data (``FaultSpec``: which fault, on what, when, for how long) so that Hypothesis can draw and
 shrink schedules of them; the ``Nemesis`` turns specs into actions on nodes and proxy links. Whatever happens,
 ``heal_all`` undoes every fault still open: the final heal of every scenario.
 """
@@ -13,6 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from chaos.errors import BadArguments
@@ -45,15 +47,22 @@ class FaultSpec:
         return f"{self.kind}({self.node}{',' + extra if extra else ''})@{self.at:.1f}s+{self.duration:.1f}s"
 
 
+#: What undoes one injected fault: made by the fault's ``inject``, which alone knows what it changed.
+Heal = Callable[[], None]
+
+
+def _nothing() -> None:
+    """The heal of a fault that undoes itself (a restart, a FLUSHALL: nothing is left to undo)."""
+
+
 @dataclass(frozen=True)
 class FaultKind:
-    """A kind of fault: what it targets and how to inject and heal it."""
+    """A kind of fault: what it targets, and an ``inject`` that hurts the cluster and returns its own heal."""
 
     name: str
     family: str  # worker | broker | network | api
     targets: str  # "worker" | "redis" | "api" | "link"
-    inject: Callable[[Cluster, FaultSpec], Any]
-    heal: Callable[[Cluster, FaultSpec, Any], None]
+    inject: Callable[[Cluster, FaultSpec], Heal]
     doc: str
 
 
@@ -79,8 +88,17 @@ def _restart_if_dead(node: Any) -> None:
             node.start()
 
 
-def _noop(c: Cluster, spec: FaultSpec, state: Any) -> None:
-    return None
+def _start_again(node: Any, grace: float, *, paused_shuts_down: bool) -> Heal:
+    """The heal of a signalled node: a shutdown in progress gets ``grace`` seconds to finish (then the node is
+    killed), and the node is started again. A paused worker is not shutting down: it is only resumed (a paused
+    API is waited for and killed, as it always was)."""
+
+    def heal() -> None:
+        if node.alive() and (paused_shuts_down or not node.paused) and not node.wait_exit(grace):
+            node.stop(graceful=False)
+        _restart_if_dead(node)
+
+    return heal
 
 
 def _busy_child_pid(c: Cluster, worker: Any) -> int | None:
@@ -109,108 +127,82 @@ def _busy_child_pid(c: Cluster, worker: Any) -> int | None:
 
 
 # --- worker faults --------------------------------------------------------------------------------------------
-def _kill_worker(c: Cluster, spec: FaultSpec) -> Any:
-    w = _worker(c, spec)
-    w.kill(signal.SIGKILL)
-    return w
+def _signal_worker(sig: int) -> Callable[[Cluster, FaultSpec], Heal]:
+    """Signal the worker (SIGKILL, a warm or a cold shutdown); the heal lets a shutdown finish, then starts it."""
 
-
-def _kill_child(c: Cluster, spec: FaultSpec) -> Any:
-    w = _worker(c, spec)
-    pid = w.kill_child(signal.SIGKILL, pid=_busy_child_pid(c, w))
-    return {"worker": w.name, "pid": pid}
-
-
-def _signal_worker(sig: int) -> Callable[[Cluster, FaultSpec], Any]:
-    def inject(c: Cluster, spec: FaultSpec) -> Any:
+    def inject(c: Cluster, spec: FaultSpec) -> Heal:
         w = _worker(c, spec)
         w.kill(sig)
-        return w
+        return _start_again(w, grace=15.0, paused_shuts_down=False)
 
     return inject
 
 
-def _heal_worker(c: Cluster, spec: FaultSpec, w: Any) -> None:
-    if w is None:
-        return
-    if w.alive() and not w.paused:
-        # a warm/cold shutdown in progress: give it its time, then make sure it is gone before restarting
-        if not w.wait_exit(15.0):
-            w.stop(graceful=False)
-    _restart_if_dead(w)
+def _kill_child(c: Cluster, spec: FaultSpec) -> Heal:
+    w = _worker(c, spec)
+    w.kill_child(signal.SIGKILL, pid=_busy_child_pid(c, w))
+    return _nothing  # the worker's pool replaces the child
 
 
-def _pause_node(c: Cluster, spec: FaultSpec) -> Any:
-    n = _worker(c, spec) if spec.node.startswith("worker") or spec.node in ("", "any") else c.node(spec.node)
-    n.pause()
-    return n
+def _pause(node_of: Callable[[Cluster, FaultSpec], Any]) -> Callable[[Cluster, FaultSpec], Heal]:
+    def inject(c: Cluster, spec: FaultSpec) -> Heal:
+        n = node_of(c, spec)
+        n.pause()
+        return n.resume
+
+    return inject
 
 
-def _resume_node(c: Cluster, spec: FaultSpec, n: Any) -> None:
-    if n is not None:
-        n.resume()
-
-
-def _restart_worker(c: Cluster, spec: FaultSpec) -> Any:
+def _restart_worker(c: Cluster, spec: FaultSpec) -> Heal:
     w = _worker(c, spec)
     w.restart(graceful=spec.params.get("graceful", True), timeout=float(spec.params.get("timeout", 10.0)))
-    return w
+    return _nothing
 
 
-def _scale_down(c: Cluster, spec: FaultSpec) -> Any:
-    n = max(0, len(c.workers) - int(spec.params.get("by", 1)))
+def _scale_down(c: Cluster, spec: FaultSpec) -> Heal:
     before = len(c.workers)
+    n = max(0, before - int(spec.params.get("by", 1)))
     while len(c.workers) > n:
         c.remove_worker(graceful=spec.params.get("graceful", True))
-    return before
-
-
-def _scale_back(c: Cluster, spec: FaultSpec, before: Any) -> None:
-    c.scale(int(before))
+    return lambda: c.scale(before)
 
 
 # --- broker faults --------------------------------------------------------------------------------------------
-def _stop_redis(c: Cluster, spec: FaultSpec) -> Any:
+def _stop_redis(c: Cluster, spec: FaultSpec) -> Heal:
     assert c.redis is not None
     c.redis.stop(graceful=spec.params.get("graceful", True))
-    return c.redis
+    return partial(_restart_if_dead, c.redis)
 
 
-def _kill_redis(c: Cluster, spec: FaultSpec) -> Any:
+def _kill_redis(c: Cluster, spec: FaultSpec) -> Heal:
     assert c.redis is not None
     c.redis.kill(signal.SIGKILL)
-    return c.redis
+    return partial(_restart_if_dead, c.redis)
 
 
-def _restart_redis(c: Cluster, spec: FaultSpec) -> Any:
+def _restart_redis(c: Cluster, spec: FaultSpec) -> Heal:
     assert c.redis is not None
     c.redis.restart(graceful=spec.params.get("graceful", True))
-    return c.redis
+    return _nothing
 
 
-def _redis_command(*args: Any) -> Callable[[Cluster, FaultSpec], Any]:
-    def inject(c: Cluster, spec: FaultSpec) -> Any:
+def _redis_command(*args: Any) -> Callable[[Cluster, FaultSpec], Heal]:
+    """One command to Redis (FLUSHALL; CLIENT KILL of every normal connection but ours, as Celery's own smoke
+    tests do): what it did is done, nothing is left to heal."""
+
+    def inject(c: Cluster, spec: FaultSpec) -> Heal:
         assert c.redis is not None
         r = c.redis.client()
         try:
-            return r.execute_command(*args)
+            r.execute_command(*args)
         finally:
             r.close()
+        return _nothing
 
     return inject
 
 
-def _client_kill(c: Cluster, spec: FaultSpec) -> Any:
-    """CLIENT KILL of every normal connection except ours, as Celery's own smoke tests do."""
-    assert c.redis is not None
-    r = c.redis.client()
-    try:
-        return r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
-    finally:
-        r.close()
-
-
-def _memory_pressure(c: Cluster, spec: FaultSpec) -> Any:
+def _memory_pressure(c: Cluster, spec: FaultSpec) -> Heal:
     """Cap maxmemory just above what is used (noeviction): every write fails with OOM until healed."""
     assert c.redis is not None
     r = c.redis.client()
@@ -220,18 +212,18 @@ def _memory_pressure(c: Cluster, spec: FaultSpec) -> Any:
         r.config_set("maxmemory-policy", "noeviction")
     finally:
         r.close()
-    return None
 
+    def heal() -> None:
+        assert c.redis is not None
+        if not c.redis.alive():
+            return
+        r = c.redis.client()
+        try:
+            r.config_set("maxmemory", 0)
+        finally:
+            r.close()
 
-def _heal_memory(c: Cluster, spec: FaultSpec, state: Any) -> None:
-    assert c.redis is not None
-    if not c.redis.alive():
-        return
-    r = c.redis.client()
-    try:
-        r.config_set("maxmemory", 0)
-    finally:
-        r.close()
+    return heal
 
 
 # --- network faults (through the proxy) -----------------------------------------------------------------------
@@ -243,8 +235,8 @@ def _link(spec: FaultSpec) -> str:
     return spec.node
 
 
-def _toxic(kind: str, **defaults: Any) -> Callable[[Cluster, FaultSpec], Any]:
-    def inject(c: Cluster, spec: FaultSpec) -> Any:
+def _toxic(kind: str, **defaults: Any) -> Callable[[Cluster, FaultSpec], Heal]:
+    def inject(c: Cluster, spec: FaultSpec) -> Heal:
         assert c.proxy is not None
         link = _link(spec)
         attrs = {**defaults, **{k: v for k, v in spec.params.items() if k != "stream"}}
@@ -254,93 +246,85 @@ def _toxic(kind: str, **defaults: Any) -> Callable[[Cluster, FaultSpec], Any]:
             name = f"chaos_{kind}_{stream}"
             c.proxy.add_toxic(link, kind, stream=stream, name=name, **attrs)
             names.append(name)
-        return names
+
+        def heal() -> None:
+            assert c.proxy is not None
+            for name in names:
+                try:
+                    c.proxy.remove_toxic(link, name)
+                except Exception:  # noqa: BLE001 - already gone (reset)
+                    pass
+
+        return heal
 
     return inject
 
 
-def _remove_toxics(c: Cluster, spec: FaultSpec, names: Any) -> None:
+def _disable_link(c: Cluster, spec: FaultSpec) -> Heal:
     assert c.proxy is not None
-    for name in names or ():
-        try:
-            c.proxy.remove_toxic(spec.node, name)
-        except Exception:  # noqa: BLE001 - already gone (reset)
-            pass
+    link = _link(spec)
+    c.proxy.disable(link)
 
+    def heal() -> None:
+        assert c.proxy is not None
+        c.proxy.enable(link)
 
-def _disable_link(c: Cluster, spec: FaultSpec) -> Any:
-    assert c.proxy is not None
-    c.proxy.disable(_link(spec))
-    return None
-
-
-def _enable_link(c: Cluster, spec: FaultSpec, state: Any) -> None:
-    assert c.proxy is not None
-    c.proxy.enable(spec.node)
+    return heal
 
 
 # --- api faults -------------------------------------------------------------------------------------------------
-def _kill_api(sig: int) -> Callable[[Cluster, FaultSpec], Any]:
-    def inject(c: Cluster, spec: FaultSpec) -> Any:
+def _signal_api(sig: int) -> Callable[[Cluster, FaultSpec], Heal]:
+    def inject(c: Cluster, spec: FaultSpec) -> Heal:
         assert c.api is not None
         c.api.kill(sig)
-        return c.api
+        return _start_again(c.api, grace=10.0, paused_shuts_down=True)
 
     return inject
 
 
-def _heal_api(c: Cluster, spec: FaultSpec, api: Any) -> None:
-    if api is None:
-        return
-    if api.alive() and not api.wait_exit(10.0):
-        api.stop(graceful=False)
-    _restart_if_dead(api)
-
-
-def _restart_api(c: Cluster, spec: FaultSpec) -> Any:
+def _restart_api(c: Cluster, spec: FaultSpec) -> Heal:
     assert c.api is not None
     c.api.restart(graceful=spec.params.get("graceful", True))
-    return None
+    return _nothing
 
 
 FAULTS: dict[str, FaultKind] = {f.name: f for f in [
-    FaultKind("kill-worker", "worker", "worker", _kill_worker, _heal_worker,
+    FaultKind("kill-worker", "worker", "worker", _signal_worker(signal.SIGKILL),
               "SIGKILL the worker's main process and its pool children"),
-    FaultKind("kill-child", "worker", "worker", _kill_child, _noop,
+    FaultKind("kill-child", "worker", "worker", _kill_child,
               "SIGKILL one pool child (the one running a task when the ledger says which)"),
-    FaultKind("term-worker", "worker", "worker", _signal_worker(signal.SIGTERM), _heal_worker,
+    FaultKind("term-worker", "worker", "worker", _signal_worker(signal.SIGTERM),
               "SIGTERM: warm shutdown, then start it again"),
-    FaultKind("quit-worker", "worker", "worker", _signal_worker(signal.SIGQUIT), _heal_worker,
+    FaultKind("quit-worker", "worker", "worker", _signal_worker(signal.SIGQUIT),
               "SIGQUIT: cold shutdown, then start it again"),
-    FaultKind("pause-worker", "worker", "worker", _pause_node, _resume_node, "SIGSTOP the worker, then SIGCONT"),
-    FaultKind("restart-worker", "worker", "worker", _restart_worker, _noop, "graceful stop and start"),
-    FaultKind("scale-down", "worker", "worker", _scale_down, _scale_back, "remove a worker, add it back at heal"),
-    FaultKind("stop-redis", "broker", "redis", _stop_redis, lambda c, s, n: _restart_if_dead(n),
+    FaultKind("pause-worker", "worker", "worker", _pause(_worker), "SIGSTOP the worker, then SIGCONT"),
+    FaultKind("restart-worker", "worker", "worker", _restart_worker, "graceful stop and start"),
+    FaultKind("scale-down", "worker", "worker", _scale_down, "remove a worker, add it back at heal"),
+    FaultKind("stop-redis", "broker", "redis", _stop_redis,
               "stop Redis (SHUTDOWN saves with persistence), start it at heal"),
-    FaultKind("kill-redis", "broker", "redis", _kill_redis, lambda c, s, n: _restart_if_dead(n),
-              "SIGKILL Redis, start it at heal"),
-    FaultKind("restart-redis", "broker", "redis", _restart_redis, _noop, "stop and start Redis at once"),
-    FaultKind("pause-redis", "broker", "redis", lambda c, s: _pause_node(c, FaultSpec("pause", "redis")),
-              _resume_node, "SIGSTOP Redis: connections hang, nothing is refused"),
-    FaultKind("flushall", "broker", "redis", _redis_command("FLUSHALL"), _noop,
+    FaultKind("kill-redis", "broker", "redis", _kill_redis, "SIGKILL Redis, start it at heal"),
+    FaultKind("restart-redis", "broker", "redis", _restart_redis, "stop and start Redis at once"),
+    FaultKind("pause-redis", "broker", "redis", _pause(lambda c, s: c.node("redis")),
+              "SIGSTOP Redis: connections hang, nothing is refused"),
+    FaultKind("flushall", "broker", "redis", _redis_command("FLUSHALL"),
               "FLUSHALL: every queued message and binding is gone"),
-    FaultKind("client-kill", "broker", "redis", _client_kill, _noop, "CLIENT KILL TYPE normal: every client reconnects"),
-    FaultKind("memory-pressure", "broker", "redis", _memory_pressure, _heal_memory,
+    FaultKind("client-kill", "broker", "redis", _redis_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"),
+              "CLIENT KILL TYPE normal: every client reconnects"),
+    FaultKind("memory-pressure", "broker", "redis", _memory_pressure,
               "maxmemory just above use, noeviction: writes fail with OOM"),
-    FaultKind("latency", "network", "link", _toxic("latency", latency=200, jitter=50), _remove_toxics,
+    FaultKind("latency", "network", "link", _toxic("latency", latency=200, jitter=50),
               "add latency (ms) with jitter to a link"),
-    FaultKind("cut", "network", "link", _toxic("timeout", timeout=0), _remove_toxics,
+    FaultKind("cut", "network", "link", _toxic("timeout", timeout=0),
               "blackhole a link: bytes are held, nothing is refused"),
-    FaultKind("down", "network", "link", _disable_link, _enable_link, "close the link and refuse new connections"),
-    FaultKind("reset-peer", "network", "link", _toxic("reset_peer", timeout=0), _remove_toxics,
+    FaultKind("down", "network", "link", _disable_link, "close the link and refuse new connections"),
+    FaultKind("reset-peer", "network", "link", _toxic("reset_peer", timeout=0),
               "reset every connection on the link"),
     FaultKind("slicer", "network", "link", _toxic("slicer", average_size=8, size_variation=4, delay=1000),
-              _remove_toxics, "slice the stream into small delayed pieces"),
-    FaultKind("bandwidth", "network", "link", _toxic("bandwidth", rate=4), _remove_toxics,
-              "limit a link's bandwidth (KB/s)"),
-    FaultKind("kill-api", "api", "api", _kill_api(signal.SIGKILL), _heal_api, "SIGKILL the API, start it at heal"),
-    FaultKind("term-api", "api", "api", _kill_api(signal.SIGTERM), _heal_api, "SIGTERM the API, start it at heal"),
-    FaultKind("restart-api", "api", "api", _restart_api, _noop, "graceful restart of the API"),
+              "slice the stream into small delayed pieces"),
+    FaultKind("bandwidth", "network", "link", _toxic("bandwidth", rate=4), "limit a link's bandwidth (KB/s)"),
+    FaultKind("kill-api", "api", "api", _signal_api(signal.SIGKILL), "SIGKILL the API, start it at heal"),
+    FaultKind("term-api", "api", "api", _signal_api(signal.SIGTERM), "SIGTERM the API, start it at heal"),
+    FaultKind("restart-api", "api", "api", _restart_api, "graceful restart of the API"),
 ]}
 
 
@@ -357,34 +341,34 @@ class Nemesis:
     def __init__(self, cluster: Cluster, recorder: Recorder) -> None:
         self.cluster = cluster
         self.recorder = recorder
-        self._open: dict[str, tuple[FaultSpec, Any, Any]] = {}
+        self._open: dict[str, tuple[FaultSpec, Heal, Any]] = {}
         self._lock = threading.Lock()
         self._node_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
 
     def busy(self, node: str) -> bool:
         """A fault is open on ``node`` (callers that inject directly use this to let faults take turns)."""
         with self._lock:
-            return any(spec.node == node for spec, _state, _start in self._open.values())
+            return any(spec.node == node for spec, _heal, _start in self._open.values())
 
     def inject(self, spec: FaultSpec) -> str:
         """Inject ``spec``; returns the fault id to heal it with."""
         kind = fault_kind(spec.kind)
         start = self.recorder.fault_start(spec.kind, spec.node, spec.params)
         try:
-            state = kind.inject(self.cluster, spec)
+            heal = kind.inject(self.cluster, spec)
         except Exception as exc:
             self.recorder.fault_end(start, error=f"inject failed: {exc}")
             raise
         with self._lock:
-            self._open[start.fault_id] = (spec, state, start)
+            self._open[start.fault_id] = (spec, heal, start)
         return start.fault_id
 
     def heal(self, fid: str) -> None:
         with self._lock:
-            spec, state, start = self._open.pop(fid)
+            _spec, heal, start = self._open.pop(fid)
         error = None
         try:
-            fault_kind(spec.kind).heal(self.cluster, spec, state)
+            heal()
         except Exception as exc:  # noqa: BLE001 - recorded, and heal_all will still run
             error = f"heal failed: {exc}"
             raise

@@ -25,6 +25,7 @@ from chaos.nemesis import FaultSpec, Nemesis
 from chaos.probe import read_cluster
 from chaos.probes import fetch_ledger
 from chaos.settle import Settler, settling
+from chaos.waiting import wait_until
 from chaos.workload import TaskPlan, for_cluster
 
 if TYPE_CHECKING:
@@ -209,17 +210,17 @@ def wait_healthy(cluster: Cluster, timeout: float = 60.0) -> None:
     http = cluster.target.http
     if cluster.target.api_command is None or http is None:
         return
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
+    last = [f"{http.probe_path} did not answer 200"]
+
+    def healthy() -> bool:
         try:
-            if api_answers(cluster.api_url, http.probe_path, timeout=2.0):
-                return
-            last = f"{http.probe_path} did not answer 200"
+            return api_answers(cluster.api_url, http.probe_path, timeout=2.0)
         except (httpx.HTTPError, OSError) as exc:
-            last = f"{type(exc).__name__}"
-        time.sleep(0.2)
-    raise ClusterError(f"the stack did not become healthy within {timeout:.0f}s after the final heal ({last})")
+            last[0] = type(exc).__name__
+            return False
+
+    if not wait_until(healthy, timeout, 0.2, error=None):
+        raise ClusterError(f"the stack did not become healthy within {timeout:.0f}s after the final heal ({last[0]})")
 
 
 def run_scenario(cluster: Cluster, scenario: Scenario, report_dir: Path | None = None) -> ScenarioResult:

@@ -230,6 +230,22 @@ SCENARIOS: dict[str, Builder] = {
 }
 
 
+#: The built-in ``default`` profile and the plan test: one row each of the original release checklist, every
+#: fault family (worker, broker, network, api) in about two minutes on 2 cores.
+DEFAULT_SCENARIOS: tuple[str, ...] = (
+    "submit-status-cancel", "worker-sigkill", "pool-child-kill", "worker-restart", "api-restart",
+    "worker-cold-shutdown", "redis-down-fallback", "fallback-api-restart", "redis-restart-backlog",
+    "redis-pause", "broker-client-kill", "network-cut-workers", "network-reset", "durable-revoke",
+    "concurrent-10", "concurrent-100",
+)
+
+#: The built-in ``release`` profile: the default's rows first, then every other scenario of the catalogue.
+RELEASE_SCENARIOS: tuple[str, ...] = (*DEFAULT_SCENARIOS, *(s for s in SCENARIOS if s not in DEFAULT_SCENARIOS))
+
+#: The built-in ``smoke`` profile: a quick look that the stack, a worker fault and a broker outage work at all.
+SMOKE_SCENARIOS: tuple[str, ...] = ("submit-status-cancel", "worker-sigkill", "redis-down-fallback")
+
+
 def build(name: str, target: Target, overrides: Mapping[str, Any] | None = None) -> Scenario:
     """Scenario ``name`` for ``target``; ``overrides`` (a profile's ``[check]`` keys) replace its built-in
     thresholds, looser or tighter. Cancels are dropped for a target that declares none (the scenario's

@@ -13,11 +13,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from typing import Any
 
-from chaos.cluster.local import free_port
+from chaos.cluster.ports import free_port
 from chaos.proxy.client import ToxiproxyClient
+from chaos.waiting import wait_until
 
 OPS = "set,get"
 
@@ -75,16 +75,9 @@ def _wait_for_redis(port: int, timeout: float = 10.0) -> None:
     import redis
 
     client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0)
-    deadline = time.monotonic() + timeout
     try:
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise OSError(f"redis-server did not answer within {timeout:g} s") from None
-                time.sleep(0.1)
+        if not wait_until(client.ping, timeout, 0.1, ignore=redis.RedisError, error=None):
+            raise OSError(f"redis-server did not answer within {timeout:g} s")
     finally:
         client.close()
 

@@ -27,8 +27,9 @@ from typing import Any
 
 import httpx
 
-from chaos.cluster.local import free_port
+from chaos.cluster.ports import free_port
 from chaos.stats import summary
+from chaos.waiting import wait_until
 
 BARE_APP = '''"""Bare submit endpoint for chaos bench: a bearer check and one Redis LPUSH (written by chaos/bench)."""
 import os
@@ -187,18 +188,18 @@ class BareEndpoint:
         self.url = f"http://127.0.0.1:{self.port}/submit"
 
     def wait_ready(self, post: Callable[[str], int], timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read() if self.proc.stderr else ""
                 raise OSError(f"the bare endpoint exited: {err[-300:]}")
             try:
-                if post(self.url) < 300:
-                    return
+                return post(self.url) < 300
             except (OSError, httpx.HTTPError):  # not listening yet
-                pass
-            time.sleep(0.1)
-        raise OSError(f"the bare endpoint did not answer within {timeout:g} s")
+                return False
+
+        if not wait_until(answers, timeout, 0.1, error=None):
+            raise OSError(f"the bare endpoint did not answer within {timeout:g} s")
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -18,7 +18,6 @@ from chaos.checkers.config import CheckConfig
 from chaos.history import NOT_FOUND, Execution, FaultWindow, History, Ledger, LedgerTask, OpPair
 
 READ_FS = ("status", "drain")
-OBSERVING_FS = ("submit", "status", "drain")  # requests whose ok reply states the task's status
 
 
 @dataclass(frozen=True)

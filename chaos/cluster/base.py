@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import httpx
+
+from chaos.waiting import wait_until
 
 if TYPE_CHECKING:
     import redis as redis_lib
@@ -120,12 +121,7 @@ class Node(ABC):
 
     def wait_exit(self, timeout: float) -> bool:
         """Wait until the node is gone; True when it exited within ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                return True
-            time.sleep(0.05)
-        return not self.alive()
+        return bool(wait_until(lambda: not self.alive(), timeout, what=f"{self.name} to exit", error=None))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} alive={self.alive()} paused={self.paused}>"

@@ -23,11 +23,12 @@ import json
 import os
 import signal
 import socket
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import psutil
+
+from chaos.waiting import wait_until
 
 RUN_VAR = "CELERY_CHAOS_RUN"
 OWNER_VAR = "CELERY_CHAOS_OWNER"
@@ -190,14 +191,15 @@ def wait_dead(procs: Iterable[psutil.Process], timeout: float) -> tuple[list[psu
     """Wait until every process has died: (dead, still alive). A zombie counts as dead: it holds no port, file or
     memory any more, and an orphan's reaper is init, whose pace is not ours (psutil.wait_procs waits for the
     reaping too, about 1.4 s per killed Celery worker here)."""
-    procs = list(procs)
-    deadline = time.monotonic() + timeout
-    alive = procs
-    while True:
+    procs = alive = list(procs)
+
+    def all_dead() -> bool:
+        nonlocal alive
         alive = [p for p in alive if not _dead(p)]
-        if not alive or time.monotonic() >= deadline:
-            return [p for p in procs if p not in alive], alive
-        time.sleep(0.02)
+        return not alive
+
+    wait_until(all_dead, timeout, 0.02, error=None)
+    return [p for p in procs if p not in alive], alive
 
 
 def forget_run(run_id: str) -> None:

@@ -58,6 +58,7 @@ from chaos.cluster.cleanup import LABEL_RUN, labels, mark  # noqa: E402
 from chaos.cluster.ownership import ForeignEndpoint, verified_connect  # noqa: E402
 from chaos.errors import ClusterError  # noqa: E402
 from chaos.target import Target  # noqa: E402
+from chaos.waiting import wait_until  # noqa: E402
 
 log = logging.getLogger("chaos.cluster.docker")
 
@@ -359,19 +360,18 @@ class DockerRedis(RedisNode, DockerNode):
 
     def _extra_ready(self, timeout: float) -> None:
         self._read_ports()
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def pong() -> bool:
             c = self.client(timeout=0.5)
             try:
-                if c.ping():
-                    return
+                return bool(c.ping())
             except redis_lib.RedisError:
-                pass
+                return False
             finally:
                 c.close()
-            if time.monotonic() > deadline:
-                raise ClusterError(f"redis logged ready but does not answer PING on {self.endpoint}")
-            time.sleep(0.05)
+
+        if not wait_until(pong, timeout, error=None):
+            raise ClusterError(f"redis logged ready but does not answer PING on {self.endpoint}")
 
     def _check_ours(self, conn: Any) -> None:
         """Docker holds a published port for the container's life: if ours publishes it, ours answers on it."""

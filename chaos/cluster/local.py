@@ -11,7 +11,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import redis as redis_lib
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from chaos import probe
+from chaos import probe, waiting
 from chaos.cluster.base import (
     Backend,
     Endpoint,
@@ -37,6 +36,7 @@ from chaos.cluster.base import (
 )
 from chaos.cluster.cleanup import mark, register, unregister, wait_dead
 from chaos.cluster.ownership import ForeignEndpoint, accepts, listens_on, redis_process_id, verified_connect
+from chaos.cluster.ports import free_port
 from chaos.errors import ClusterError, PrerequisiteMissing
 
 REDIS_HINT = (
@@ -45,30 +45,24 @@ REDIS_HINT = (
 )
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05, node: LocalNode | None = None) -> None:
     """Poll ``predicate`` until true; a node that died meanwhile fails fast with its log tail, and a stranger
     answering in its place (``ForeignEndpoint``) fails at once."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         try:
-            if predicate():
-                return
+            ok = bool(predicate())
         except ForeignEndpoint:
             raise
         except Exception:  # noqa: BLE001 - not ready yet
-            pass
-        if node is not None and not node.alive():
+            ok = False
+        if not ok and node is not None and not node.alive():
             raise ClusterError(f"{node.name} exited while waiting for {what}; last log lines:\n{node.log_tail()}")
-        time.sleep(interval)
-    tail = f"; last log lines:\n{node.log_tail()}" if node is not None else ""
-    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
+        return ok
+
+    if not waiting.wait_until(ready, timeout, interval, what=what, error=None):
+        tail = f"; last log lines:\n{node.log_tail()}" if node is not None else ""
+        raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
 
 
 class LocalNode(Node):

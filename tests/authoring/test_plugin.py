@@ -141,3 +141,16 @@ def test_the_target_comes_from_the_nearest_table_above_the_tests(tmp_path):
     assert target(tmp_path, "tests") == "root"
     assert target(tmp_path, "plain") == "root"
     assert target(app, "tests", "--chaos-project", str(tmp_path / "pyproject.toml")) == "root"
+
+
+def test_the_repository_conftest_loads_the_plugin_once():
+    """Installed, the entry point registers the plugin and the root conftest.py leaves it be (a second
+    registration is an error); with plugin autoload off the conftest loads it; ``-p no:celery_chaos`` wins."""
+    args = ("--collect-only", "tests/gate/test_profiles.py", "--chaos-seed", "3")
+    assert pytest_run(ROOT, *args).returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = pytest_run(ROOT, "-p", "no:celery_chaos", *args)
+    assert r.returncode != 0 and "--chaos-seed" in r.stderr, r.stdout + r.stderr

@@ -8,28 +8,11 @@ import httpx
 import pytest
 
 from chaos.runner import run_scenario
-from chaos.scenarios import build
+from chaos.scenarios import DEFAULT_SCENARIOS, build
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
-PLAN = [
-    "submit-status-cancel",
-    "worker-restart",
-    "worker-sigkill",
-    "pool-child-kill",
-    "worker-cold-shutdown",
-    "api-restart",
-    "redis-down-fallback",
-    "fallback-api-restart",
-    "redis-restart-backlog",
-    "redis-pause",
-    "broker-client-kill",
-    "network-cut-workers",
-    "network-reset",
-    "durable-revoke",
-    "concurrent-10",
-    "concurrent-100",
-]
+PLAN = DEFAULT_SCENARIOS  # the rows of the plan are the default profile's scenarios
 
 
 def describe(result) -> str:  # noqa: ANN001

@@ -49,3 +49,20 @@ def test_the_concurrent_scenarios_hold_the_plans_bar_unless_a_profile_moves_it_f
     assert build("concurrent-10", target, profile.overrides_for("concurrent-10")).check.latency_p99_ms == 100.0
     with pytest.raises(BadArguments, match="unknown scenarios"):
         Profile.load("x", {"profiles": {"x": {"scenarios": [], "check": {"no-such": {"latency_p99_ms": 1}}}}})
+
+
+def test_the_built_in_profiles_come_from_the_one_catalogue():
+    """The default's scenarios are written once (chaos.scenarios): the gate and the plan test read them, and the
+    project's own pyproject does not write them again."""
+    from chaos.scenarios import DEFAULT_SCENARIOS, RELEASE_SCENARIOS, SMOKE_SCENARIOS
+    from tests.chaos.test_original_plan import PLAN
+
+    config = load_config(ROOT / "pyproject.toml")
+    assert Profile.load("default", config).scenarios == list(DEFAULT_SCENARIOS) == list(PLAN)
+    assert Profile.load("smoke", config).scenarios == list(SMOKE_SCENARIOS)
+    assert Profile.load("release", config).scenarios == list(RELEASE_SCENARIOS)
+    assert RELEASE_SCENARIOS[:len(DEFAULT_SCENARIOS)] == DEFAULT_SCENARIOS
+    assert len(set(RELEASE_SCENARIOS)) == len(RELEASE_SCENARIOS)
+    redeclared = {name for name, table in config.get("profiles", {}).items() if "scenarios" in table} & {
+        "default", "smoke", "release"}
+    assert not redeclared, f"pyproject.toml repeats the built-in scenarios of {sorted(redeclared)}"

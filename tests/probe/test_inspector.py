@@ -3,14 +3,13 @@ running, unacked, finished, or gone, from Redis and the worker probe (real Redis
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from celery import Celery
 
 from chaos.cluster.cluster import Cluster
 from chaos.inspector import locate
 from chaos.target import load_target
+from chaos.waiting import wait_until
 
 from .test_probe_verdicts import SHORT_VISIBILITY, app_dir
 
@@ -23,12 +22,7 @@ def _client(cluster: Cluster) -> Celery:
 
 
 def _until(pred, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
+    return bool(wait_until(pred, timeout, 0.1, error=None))
 
 
 def test_queued_held_running_then_gone_or_unacked_with_acks_early(tmp_path):

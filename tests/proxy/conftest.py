@@ -10,31 +10,22 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
+from chaos.cluster.ports import free_port
 from chaos.proxy import ToxiproxyServer
 from chaos.proxy.client import Proxy, ToxiproxyClient
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from chaos.waiting import wait_until
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+    def accepts() -> bool:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+
+    wait_until(accepts, timeout, 0.02, what=f"127.0.0.1:{port} to accept", ignore=OSError, error=TimeoutError)
 
 
 @pytest.fixture(scope="session")

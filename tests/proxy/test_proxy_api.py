@@ -8,6 +8,7 @@ import httpx
 import pytest
 import redis
 
+from chaos.cluster.ports import free_port
 from chaos.proxy import ToxiproxyServer
 from chaos.proxy.client import Proxy, ToxiproxyClient, ToxiproxyError
 
@@ -194,8 +195,6 @@ def test_delete_closes_listener(client: ToxiproxyClient, redis_proxy: Proxy) -> 
 
 
 def test_client_reports_unreachable_server() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with ToxiproxyClient(f"http://127.0.0.1:{port}", timeout=1) as c, pytest.raises(ToxiproxyError):
         c.version()

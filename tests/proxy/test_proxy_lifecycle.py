@@ -10,6 +10,7 @@ import pytest
 
 from chaos.proxy import ToxiproxyServer
 from chaos.proxy.client import Proxy, ToxiproxyClient
+from chaos.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -24,10 +25,7 @@ def live(server: ToxiproxyServer, name: str) -> tuple[int, int]:
 
 
 def wait_for(predicate, timeout: float = 3.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
+    wait_until(predicate, timeout, 0.02, what="the condition", error=AssertionError)
 
 
 def ping(sock: socket.socket) -> None:

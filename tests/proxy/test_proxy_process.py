@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from chaos.cluster.ports import free_port
 from chaos.proxy.client import ToxiproxyClient
 
 pytestmark = pytest.mark.timeout(30)
@@ -82,9 +83,7 @@ def test_process_serves_and_stops_cleanly(redis_port: int, sig: signal.Signals) 
 
 
 def test_process_host_port_flags_and_config(tmp_path: Path, redis_port: int) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        api_port = s.getsockname()[1]
+    api_port = free_port()
     config = tmp_path / "toxiproxy.json"
     config.write_text(
         json.dumps([{"name": "r", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{redis_port}"}])

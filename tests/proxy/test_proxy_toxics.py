@@ -8,6 +8,7 @@ import time
 import pytest
 import redis
 
+from chaos.cluster.ports import free_port
 from chaos.proxy import ToxiproxyServer
 from chaos.proxy.client import Proxy, ToxiproxyClient
 
@@ -33,10 +34,6 @@ def timed_ping(conn: redis.Connection) -> float:
     return time.monotonic() - start
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def recv_exactly(sock: socket.socket, n: int) -> bytes:

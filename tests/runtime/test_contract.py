@@ -16,6 +16,7 @@ from chaos.cluster.base import Persistence
 from chaos.cluster.cleanup import our_processes, remove_containers
 from chaos.cluster.cluster import Cluster
 from chaos.target import load_target
+from chaos.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -43,12 +44,7 @@ def wait_status(c: Cluster, task_id: str, want: set[str], timeout: float = 30.0)
 
 
 def wait_for(pred, timeout: float = 20.0, what: str = "condition") -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_until(pred, timeout, 0.1, what=what, error=AssertionError)
 
 
 def redis_ping(c: Cluster) -> bool:

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ from chaos.cluster.cleanup import (
 )
 from chaos.cluster.ownership import ForeignEndpoint, listens_on
 from chaos.errors import ClusterError
+from chaos.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS = shutil.which("redis-server")
@@ -56,15 +56,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except Exception:  # noqa: BLE001 - not yet
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {predicate}")
+    wait_until(predicate, timeout, what=str(predicate), ignore=Exception, error=AssertionError)
 
 
 @contextmanager

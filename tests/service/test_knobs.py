@@ -1,23 +1,18 @@
 """The unsafe knobs (canaries) on real processes: each switches on its failure mode, and only that."""
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
+
+from chaos.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 
 def _until(pred, timeout: float, what: str):
     """Poll ``pred`` until it returns something truthy (a real condition, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return wait_until(pred, timeout, what=what, error=AssertionError)
 
 
 def test_no_fallback_answers_503_and_pending_for_unknown_ids(make_stack):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from chaos.cluster.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 SETUP = ROOT / "scripts" / "setup.sh"
 
@@ -23,16 +25,10 @@ def test_setup_never_kills_by_name_nor_stops_services():
     assert not re.search(r"systemctl\s+(stop|kill|disable)|service\s+\S+\s+stop", code)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 def test_a_foreign_redis_survives_setup(tmp_path):
-    port = _free_port()
+    port = free_port()
     # a Redis the framework did not start: no mark in its environment, its own data dir
     env = {k: v for k, v in os.environ.items() if not k.startswith("CELERY_CHAOS")}
     foreign = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
