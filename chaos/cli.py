@@ -347,10 +347,11 @@ def cmd_canaries(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from chaos.bench import run_bench
+    from chaos.bench import BenchOptions, run_bench
 
-    return run_bench(_target(args), backend=_backend(args), json_out=args.json_out, quick=args.quick,
-                     console=console, out=out, only=args.only, memory_tasks=args.memory_tasks)
+    options = BenchOptions(backend=_backend(args), json_out=args.json_out, quick=args.quick, only=args.only,
+                           memory_tasks=args.memory_tasks)
+    return run_bench(_target(args), options, console=console, out=out)
 
 
 COMMANDS = {"up": cmd_up, "run": cmd_run, "gate": cmd_gate, "check": cmd_check, "report": cmd_report,

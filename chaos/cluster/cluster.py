@@ -132,6 +132,11 @@ class Cluster:
         with ThreadPoolExecutor(max_workers=max(1, len(new))) as pool:
             list(pool.map(lambda w: w.wait_ready(), new))
 
+    def set_worker_count(self, n: int) -> None:
+        """Scale to ``n`` workers and keep ``n`` from now on: ``heal()`` restores this count, not the first one."""
+        self.scale(n)
+        self.n_workers = n
+
     # views -------------------------------------------------------------------------------------------------
     def _need_api(self) -> None:
         if self.target.api_command is None:
@@ -152,12 +157,23 @@ class Cluster:
         host, port = self.client_api_endpoint
         return f"http://{host}:{port}"
 
+    def link_address(self, link: str) -> tuple[str, int]:
+        """Where fault-proxy ``link`` (``workers_redis``, ``api_redis``) listens, as a process on the host reaches
+        it. Re-read after a proxy restart."""
+        assert self.proxy_node is not None and link in self._listen, "cluster not started"
+        return self.backend.link_address(self.proxy_node, self._listen[link], from_host=True)
+
+    def link_url(self, link: str) -> str:
+        """The Redis URL of fault-proxy ``link`` as a process on the host reaches it (a producer or worker of the
+        framework's own, on the same link as the target's)."""
+        host, port = self.link_address(link)
+        return f"redis://{host}:{port}/0"
+
     def producer_values(self) -> dict[str, object]:
         """The API role's template values (``redis_url``, ``redis_host``, ``redis_port``, ``data_dir``) as a
         process on the host reaches them: through the ``api_redis`` link, so its network faults hit a producer
         in the framework's process (the Celery client) as they hit the API. Re-read after a proxy restart."""
-        assert self.proxy_node is not None and "api_redis" in self._listen, "cluster not started"
-        host, port = self.backend.link_address(self.proxy_node, self._listen["api_redis"], from_host=True)
+        host, port = self.link_address("api_redis")
         # both backends keep {data_dir} at <workdir>/data on the host (a container mounts it elsewhere)
         return {"redis_url": f"redis://{host}:{port}/0", "redis_host": host, "redis_port": port,
                 "data_dir": str(self.workdir / "data")}

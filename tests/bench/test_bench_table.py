@@ -127,15 +127,15 @@ class _FakeCluster:
 
 
 def test_bodies_come_from_the_kind_and_priority_only_when_declared(tmp_path: Path) -> None:
-    from chaos.bench import _Api
+    from chaos.bench import TargetApi
 
     plain = target_from_table(PLAIN, tmp_path)
-    api = _Api(_FakeCluster(plain), plan(plain))
+    api = TargetApi(_FakeCluster(plain), plan(plain))
     assert api.body() == {"n": 1} and api.auth == {} and not api.has_ledger
     api.close()
     ranked = target_from_table({**PLAIN, "http": {**PLAIN["http"], "priority_field": "prio", "token": "t"}},
                                tmp_path)
-    api = _Api(_FakeCluster(ranked), plan(ranked, {"kind": "long"}))
+    api = TargetApi(_FakeCluster(ranked), plan(ranked, {"kind": "long"}))
     assert api.body() == {"n": 10, "prio": 5} and api.auth == {"Authorization": "Bearer t"}
     api.close()
 
@@ -143,7 +143,7 @@ def test_bodies_come_from_the_kind_and_priority_only_when_declared(tmp_path: Pat
 def test_without_a_ledger_the_end_is_when_status_reads_see_the_last_task_finish(tmp_path: Path) -> None:
     import httpx
 
-    from chaos.bench import _Api
+    from chaos.bench import TargetApi
 
     plain = target_from_table({**PLAIN, "http": {**PLAIN["http"], "statuses": {"SUCCESS": ["done"]}}}, tmp_path)
     reads: list[str] = []
@@ -154,7 +154,7 @@ def test_without_a_ledger_the_end_is_when_status_reads_see_the_last_task_finish(
         done = reads.count(tid) >= (3 if tid == "b" else 1)  # "b" needs three reads to be seen done
         return httpx.Response(200, json={"status": "done" if done else "STARTED"})
 
-    api = _Api(_FakeCluster(plain), plan(plain))
+    api = TargetApi(_FakeCluster(plain), plan(plain))
     api.client = httpx.Client(transport=httpx.MockTransport(answer))
     try:
         end = api.finished_at(["a", "b", "c"], since=0.0, timeout=10)

@@ -1,6 +1,6 @@
 """The ``docker`` backend against the reference target: a real stack of containers, faults applied, cleanup proven.
 
-Needs a Docker daemon and the target image (built on first use, or by ``python -m chaos.images build``);
+Needs a Docker daemon and the target image (built on first use, or by ``chaos images build``);
 skipped with a reason where no daemon answers.
 """
 

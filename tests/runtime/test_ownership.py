@@ -231,7 +231,7 @@ def _local_image(client) -> str:
     for im in found:
         if im.tags:
             return im.tags[0]
-    pytest.skip("no celery-chaos image on this daemon (python -m chaos.images build)")
+    pytest.skip("no celery-chaos image on this daemon (chaos images build)")
 
 
 @pytest.mark.docker

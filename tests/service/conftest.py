@@ -1,166 +1,112 @@
 """Real-process fixtures for the data-sync service: Redis (AOF), Celery worker(s), uvicorn API.
 
-Every process runs in its own process group; teardown SIGKILLs whole groups
-and verifies nothing survived.  Readiness is real: Redis PING, API /health,
-and worker heartbeats counted by /health.
+The processes are the framework's own local nodes (``chaos.cluster.local``) made by its local backend from the
+reference target's description (``load_target`` on the repository's pyproject), with the tests' env laid over
+the target's. So they carry the framework's cleanup marks and registry entries: a crashed or killed test run
+leaves nothing the next run's sweep (``chaos.cluster.cleanup.remove_leftovers``) cannot find. Unlike a
+``Cluster`` there is no fault proxy: the tests break Redis, the API and the workers directly. Teardown SIGKILLs
+every node's process group and checks that nothing of the stack's run survived. Readiness is real: Redis PING
+(on our own redis-server), API /health, and worker heartbeats counted by /health.
 """
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
+import sqlite3
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import httpx
-import psutil
 import pytest
-import redis
+
+from chaos import probe
+from chaos.cluster.base import Node, Persistence
+from chaos.cluster.cleanup import forget_run, kill_processes, our_processes
+from chaos.cluster.local import LocalApi, LocalBackend, LocalRedis, LocalWorker
+from chaos.target import Target, load_target
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_SERVER = os.environ.get("REDIS_SERVER", "/usr/bin/redis-server")
 ADMIN = "admin-secret"
 # The reference target's own tokens ([tool.celery-chaos.target.env] API_TOKENS in pyproject.toml; the chaos
 # workload uses "chaos-token"), next to two test callers.
 TARGET_TOKENS = {"chaos": "chaos-token", "other": "other-token"}
 TOKENS = {"alice": "tok-alice", "bob": "tok-bob", **TARGET_TOKENS}
 TERMINAL = {"SUCCESS", "FAILURE", "REVOKED"}
+# Faster than the target's own settings, so the fault tests take seconds.
+TEST_ENV = {
+    "API_TOKENS": ",".join(f"{t}={c}" for c, t in TOKENS.items()),
+    "ADMIN_TOKEN": ADMIN,
+    "LEASE_SECONDS": "2",
+    "ROW_WORK_MS": "10",
+    "SWEEP_INTERVAL_SECONDS": "0.5",
+    "PUBLISH_TIMEOUT_MS": "100",
+}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _group_alive(pgid: int) -> list[int]:
-    out = []
-    for p in psutil.process_iter(["pid"]):
-        try:
-            if os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p.pid)
-        except (ProcessLookupError, psutil.Error, OSError):
-            pass
-    return out
-
-
-class Proc:
-    """A subprocess in its own process group (so SIGKILL can take the whole tree)."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.name, self.argv, self.env, self.log = name, argv, env, log
-        self.popen: subprocess.Popen | None = None
-
-    def start(self) -> Proc:
-        fh = open(self.log, "ab")  # noqa: SIM115 - owned by the child
-        self.popen = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
-        fh.close()
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def signal_group(self, sig: int) -> None:
-        try:
-            os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group and reap."""
-        if self.popen is None:
-            return
-        self.signal_group(signal.SIGKILL)
-        try:
-            self.popen.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        deadline = time.monotonic() + 5
-        while _group_alive(self.pid) and time.monotonic() < deadline:
-            self.signal_group(signal.SIGKILL)
-            time.sleep(0.05)
-
-    def terminate(self, timeout: float = 15) -> None:
-        if self.popen is None or not self.alive():
-            return
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        self.kill()
-
-    def tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+def reference_target() -> Target:
+    return load_target(ROOT / "pyproject.toml")
 
 
 class Stack:
-    """Redis + N workers + API(s) sharing one SQLite file, all under ``tmp``."""
+    """Redis + N workers + API(s) sharing one SQLite file, all under ``tmp``, as one run of marked processes."""
 
     def __init__(self, tmp: Path, env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
-        self.redis_port = free_port()
-        self.env = dict(os.environ)
-        self.env.update({
-            "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-            "DATABASE_URL": f"sqlite:///{tmp / 'data-sync.db'}",
-            "API_TOKENS": ",".join(f"{t}={c}" for c, t in TOKENS.items()),
-            "ADMIN_TOKEN": ADMIN,
-            "LEASE_SECONDS": "2",
-            "ROW_WORK_MS": "10",
-            "SWEEP_INTERVAL_SECONDS": "0.5",
-            "PUBLISH_TIMEOUT_MS": "100",
-            "PYTHONUNBUFFERED": "1",
-        })
-        self.env.update(env or {})
-        self.procs: list[Proc] = []
-        self.redis: Proc | None = None
-        self.workers: list[Proc] = []
-        self.api: Proc | None = None
-        self.api_port = 0
+        self.run_id = f"cc-{uuid.uuid4().hex[:10]}"
+        self.target = reference_target().with_env({**TEST_ENV, **(env or {})})
+        self.backend = LocalBackend(self.target, tmp, self.run_id)
+        self.redis: LocalRedis = self.backend.make_redis(Persistence(aof=True, fsync="everysec"))
+        self.db = Path(self.backend.data_dir()) / "data-sync.db"
+        self.nodes: list[Node] = [self.redis]
+        self.workers: list[LocalWorker] = []
+        self.api: LocalApi | None = None
         self._n = 0
 
+    @property
+    def values(self) -> dict[str, Any]:
+        """The target's template values: straight at our Redis (no fault proxy), the stack's data dir."""
+        return {"redis_url": self.redis.url, "redis_host": "127.0.0.1", "redis_port": self.redis.port,
+                "data_dir": self.backend.data_dir()}
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a process of the stack sees (a one-off ``python -m service.seed`` too)."""
+        rendered = self.target.render_env(**self.values, python=self.target.interpreter, host="127.0.0.1", port=0,
+                                          name="api", concurrency=self.target.worker_concurrency)
+        return {**os.environ, **rendered, "PYTHONUNBUFFERED": "1"}
+
     # ---------------------------------------------------------------- redis
-    def start_redis(self) -> Proc:
-        argv = [REDIS_SERVER, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--appendonly", "yes",
-                "--appendfsync", "everysec", "--dir", str(self.tmp), "--save", "", "--protected-mode", "no"]
-        self.redis = self._spawn("redis", argv)
-        r = redis.Redis(port=self.redis_port, socket_timeout=0.5, socket_connect_timeout=0.5)
-        self._wait(lambda: r.ping(), 10, "redis ping", self.redis)
+    def start_redis(self) -> LocalRedis:
+        """Start (or start again: same port, same AOF dir) our redis-server; ready once it answers PING."""
+        self.redis.start()
         return self.redis
 
     def stop_redis(self) -> None:
-        assert self.redis is not None
         self.redis.kill()
 
     # -------------------------------------------------------------- workers
-    def start_worker(self, concurrency: int = 2, wait: bool = True) -> Proc:
+    def start_worker(self, concurrency: int = 2, wait: bool = True) -> LocalWorker:
         self._n += 1
-        argv = [sys.executable, "-m", "celery", "-A", "service.celery_app", "worker", "--loglevel=info",
-                "--queues=data_sync,scheduled", f"--concurrency={concurrency}", f"--hostname=worker-{self._n}@%h",
-                "--without-mingle", "--without-gossip"]
-        w = self._spawn(f"worker-{self._n}", argv)
+        with mock.patch.dict(os.environ, {probe.DISABLE_ENV: "off"}):  # the service alone, no framework probe
+            w = self.backend.make_worker(f"worker-{self._n}", {**self.values, "concurrency": concurrency})
+        self.nodes.append(w)
         self.workers.append(w)
+        w.spawn()
         if wait:
-            self._wait(lambda: self._heartbeat_seen(f"{w.name}@", w.pid), 30, "worker heartbeat", w)
+            self._wait(lambda: self._heartbeat_seen(f"{w.name}@", self._pid(w)), 30, "worker heartbeat", w)
         return w
+
+    @staticmethod
+    def _pid(node: Node) -> int:
+        assert isinstance(node, (LocalApi, LocalRedis, LocalWorker)) and node.proc is not None
+        return node.proc.pid
 
     def _heartbeat_seen(self, prefix: str, pid: int) -> bool:
         """The worker's own row in the ``workers`` table is fresh (read-only peek at the SQLite file)."""
-        import sqlite3
-        con = sqlite3.connect(f"file:{self.tmp / 'data-sync.db'}?mode=ro", uri=True, timeout=2)
+        con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=2)
         try:
             row = con.execute("SELECT last_seen FROM workers WHERE hostname LIKE ? AND pid = ?",
                               (prefix + "%", pid)).fetchone()
@@ -169,14 +115,25 @@ class Stack:
         return row is not None and time.time() - row[0] < 2
 
     # ------------------------------------------------------------------ api
-    def start_api(self, port: int | None = None, env: dict[str, str] | None = None, wait: bool = True) -> Proc:
-        self.api_port = port or self.api_port or free_port()
-        argv = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1",
-                "--port", str(self.api_port), "--log-level", "warning"]
-        self.api = self._spawn("api", argv, env)
+    def start_api(self, wait: bool = True) -> LocalApi:
+        """Start the API (again after a kill: the same port)."""
+        if self.api is None:
+            self.api = self.backend.make_api(dict(self.values))
+            self.nodes.append(self.api)
+        self.api.spawn()
         if wait:
             self.wait_api()
         return self.api
+
+    def extra_api(self, name: str, env: dict[str, str]) -> LocalApi:
+        """One more API on the same Redis and database with ``env`` over the stack's, on a port of its own,
+        started and ready; the stack's teardown stops it."""
+        backend = LocalBackend(self.target.with_env(env), self.tmp / name, self.run_id)
+        api = backend.make_api(dict(self.values))
+        self.nodes.append(api)
+        api.spawn()
+        self._wait(lambda: httpx.get(f"{api.endpoint.url}/health").status_code == 200, 30, "api /health", api)
+        return api
 
     def wait_api(self) -> None:
         assert self.api is not None
@@ -184,7 +141,12 @@ class Stack:
 
     def wait_workers(self) -> None:
         for w in self.workers:
-            self._wait(lambda w=w: self._heartbeat_seen(f"{w.name}@", w.pid), 30, "worker heartbeat", w)
+            self._wait(lambda w=w: self._heartbeat_seen(f"{w.name}@", self._pid(w)), 30, "worker heartbeat", w)
+
+    @property
+    def api_port(self) -> int:
+        assert self.api is not None
+        return self.api.port
 
     @property
     def url(self) -> str:
@@ -231,36 +193,39 @@ class Stack:
                 pass
             time.sleep(0.05)
         raise AssertionError(f"task {task_id} not in {statuses} after {timeout}s: {st}\n"
-                             f"--- api log ---\n{self.api.tail() if self.api else ''}\n"
-                             f"--- worker logs ---\n" + "\n".join(w.tail(20) for w in self.workers))
-
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
-        e = dict(self.env)
-        e.update(env or {})
-        p = Proc(name, argv, e, self.tmp / f"{name}.log").start()
-        self.procs.append(p)
-        return p
+                             f"--- api log ---\n{self.api.log_tail(40) if self.api else ''}\n"
+                             f"--- worker logs ---\n" + "\n".join(w.log_tail(20) for w in self.workers))
 
     @staticmethod
-    def _wait(pred, timeout: float, what: str, proc: Proc) -> None:
+    def _wait(pred: Callable[[], Any], timeout: float, what: str, node: Node) -> None:
+        """Poll ``pred``; a node that exits meanwhile fails at once with its log tail."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not proc.alive():
-                raise AssertionError(f"{proc.name} exited while waiting for {what}:\n{proc.tail()}")
+            if not node.alive():
+                raise AssertionError(f"{node.name} exited while waiting for {what}:\n{node.log_tail(40)}")
             try:
                 if pred():
                     return
             except Exception:  # noqa: BLE001 - not up yet
                 pass
             time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}:\n{proc.tail()}")
+        raise AssertionError(f"timed out waiting for {what}:\n{node.log_tail(40)}")
 
     def teardown(self) -> None:
-        for p in reversed(self.procs):
-            p.kill()
-        leftovers = {p.name: _group_alive(p.pid) for p in self.procs if p.popen is not None}
-        leftovers = {k: v for k, v in leftovers.items() if v}
+        """SIGKILL every node's process group, then check by the run's marks that nothing of it survived."""
+        for n in reversed(self.nodes):
+            n.kill()
+        leftovers = [f"{p.pid} {p.name()}" for p in our_processes(self.run_id) if _running(p)]
+        kill_processes(our_processes(self.run_id))
+        forget_run(self.run_id)
         assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def _running(proc: Any) -> bool:
+    try:
+        return proc.status() != "zombie"
+    except Exception:  # noqa: BLE001 - gone
+        return False
 
 
 def build_stack(tmp: Path, workers: int = 1, concurrency: int = 2, env: dict[str, str] | None = None,

@@ -387,18 +387,12 @@ def test_ledger_probe(stack):
 
 
 def test_ledger_disabled_without_admin_token(stack):
-    from tests.service.conftest import Proc, free_port
-    port = free_port()
-    env = dict(stack.env, ADMIN_TOKEN="")
-    p = Proc("api-noadmin", [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1",
-                             "--port", str(port), "--log-level", "warning"], env, stack.tmp / "noadmin.log").start()
-    stack.procs.append(p)
+    api = stack.extra_api("noadmin", {"ADMIN_TOKEN": ""})
     try:
-        stack._wait(lambda: httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200, 30, "api", p)
-        r = httpx.get(f"http://127.0.0.1:{port}/internal/ledger", headers={"Authorization": f"Bearer {ADMIN}"})
+        r = httpx.get(f"{api.endpoint.url}/internal/ledger", headers={"Authorization": f"Bearer {ADMIN}"})
         assert r.status_code == 404
     finally:
-        p.kill()
+        api.kill()
 
 
 def test_100_concurrent_submits(stack):

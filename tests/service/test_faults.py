@@ -83,7 +83,7 @@ def test_pool_child_sigkill_recovers(make_stack):
         st.wait_status(c, tid, "STARTED", timeout=10)
         time.sleep(0.3)
         child = st.ledger_task(tid)["executions"][0]["pid"]
-        assert child != st.workers[0].pid
+        assert child != st.workers[0].proc.pid
         os.kill(child, signal.SIGKILL)
         final = st.wait_status(c, tid, timeout=15)
         assert final["status"] == "SUCCESS", final
@@ -136,7 +136,7 @@ def test_fallback_when_redis_down_then_back(make_stack):
 def test_redis_paused_health_and_submit_stay_fast(make_stack):
     st = make_stack()
     with st.client() as c:
-        st.redis.signal_group(signal.SIGSTOP)
+        st.redis.pause()  # SIGSTOP its process group
         try:
             time.sleep(0.6)
             times, h = health_timings(c)
@@ -147,7 +147,7 @@ def test_redis_paused_health_and_submit_stay_fast(make_stack):
             assert time.perf_counter() - t0 < 0.5 and body["mode"] == "fallback"
             assert st.wait_status(c, body["celery_task_id"], timeout=10)["status"] == "SUCCESS"
         finally:
-            st.redis.signal_group(signal.SIGCONT)
+            st.redis.resume()
         deadline = time.monotonic() + 10
         while st.health()["mode"] != "celery" and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -58,7 +58,7 @@ def test_reject_on_worker_lost_off_records_celerys_worker_lost_failure(make_stac
         st.wait_status(c, tid, {"STARTED"}, timeout=10)
         running = _until(lambda: (st.ledger_task(tid)["executions"] or [{}])[-1].get("pid"), 10,
                          "the running execution's pid in the ledger")
-        assert running in {p.pid for p in psutil.Process(st.workers[0].pid).children(recursive=True)}
+        assert running in {p.pid for p in psutil.Process(st.workers[0].proc.pid).children(recursive=True)}
         os.kill(running, signal.SIGKILL)
         final = st.wait_status(c, tid, timeout=15)
         assert final["status"] == "FAILURE" and "WorkerLostError" in (final["error"] or ""), final

@@ -53,10 +53,11 @@ def test_scenarios_that_need_an_undeclared_feature_are_not_applicable(tmp_path):
     assert all(p.cancel_after is None and p.idempotency_key is None for p in plans)
 
 
-def test_a_profile_check_can_tighten_a_scenario_threshold(tmp_path):
+def test_a_profile_check_can_move_a_scenario_threshold(tmp_path):
     t = target_from_table(MINIMAL, tmp_path)
-    assert build("concurrent-10", t).check.latency_p99_ms == 1000.0
-    assert build("concurrent-10", t, {"latency_p99_ms": 100.0}).check.latency_p99_ms == 100.0
+    assert build("concurrent-10", t).check.latency_p99_ms == 100.0
+    assert build("concurrent-10", t, {"latency_p99_ms": 40.0}).check.latency_p99_ms == 40.0
+    assert build("concurrent-10", t, {"latency_p99_ms": 500.0}).check.latency_p99_ms == 500.0
 
 
 def test_statuses_map_the_apps_words_to_celery_states(tmp_path):

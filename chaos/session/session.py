@@ -19,22 +19,23 @@ import contextlib
 import itertools
 import json
 import math
-import os
-import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from hypothesis import HealthCheck, Phase, settings
-
-from chaos.checkers.compose import Verdict, applicable, check_all, reason
+from chaos.checkers.compose import check_all
 from chaos.checkers.config import CheckConfig, for_target
 from chaos.errors import BadArguments, ChaosError
-from chaos.history import History, Meta, Recorder
+from chaos.history import Meta, Recorder
 from chaos.nemesis import FaultSpec, Nemesis, fault_kind
+from chaos.session.client_loop import ClientLoop
+from chaos.session.faults import FaultHandle, ScheduledFault
+from chaos.session.realtime import in_hypothesis
+from chaos.session.replay import describe_example, replay_command, safe_name
+from chaos.session.verdict import ChaosVerdict
 from chaos.target import TERMINAL_STATES, Target
 from chaos.workload import BaseWorkload, TaskPlan, for_cluster
 
@@ -45,202 +46,16 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: Hypothesis settings for examples that run in real time against a real stack: few examples, no deadline, no
-#: example database (a stored example is a past run, not a reproducible input), no health checks (a
-#: function-scoped ``chaos`` fixture is shared by the examples on purpose; the session resets the stack between
-#: them), and no "explain" phase (it would re-run a failing example many times for real). Use it as a decorator
-#: (``@realtime``), or load the profile: ``settings.load_profile("chaos")`` / ``--hypothesis-profile=chaos``.
-realtime = settings(max_examples=3, deadline=None, derandomize=False, database=None,
-                    suppress_health_check=list(HealthCheck), print_blob=True, report_multiple_bugs=False,
-                    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink))
-settings.register_profile("chaos", realtime)
-
 LINKS = ("workers_redis", "api_redis", "client_api")
-MAX_LISTED = 20  # findings listed in an assertion message (the report keeps every one)
-
-
-def safe_name(text: str) -> str:
-    """A file name for a test id: ``test_x.py::test_y[a-1]`` -> ``test_x.py-test_y-a-1``."""
-    name = re.sub(r"[^\w.-]+", "-", text).strip("-.")
-    return name[:150] or "chaos"
-
-
-# --------------------------------------------------------------------------------------------- verdicts
-
-
-@dataclass
-class ChaosVerdict:
-    """What the checkers said of one history, in the words a failing test shows.
-
-    ``ok`` is True only when every applicable checker passed and nothing (a heal, a probe) went wrong;
-    ``findings`` are the plain-words messages of the checkers that did not pass; ``notes`` those of checkers
-    that passed but report (duplicates of an at-least-once target); ``replay`` is the one command that replays
-    the run (a scenario file for ``chaos run`` when a report directory is set), else how to re-run the test.
-    """
-
-    name: str
-    result: Verdict
-    replay: str
-    errors: list[str] = field(default_factory=list)
-    history: History | None = None
-    history_path: Path | None = None
-    duration: float = 0.0
-    description: str = ""
-
-    @property
-    def valid(self) -> bool | str:
-        """The merged validity: True, False or "unknown" (a checker could not decide)."""
-        return self.result.valid
-
-    @property
-    def ok(self) -> bool:
-        return self.result.valid is True and not self.errors
-
-    @property
-    def findings(self) -> list[str]:
-        return [f"{f.checker}/{f.kind}: {f.message}" for f in self.result.findings
-                if self.result.results[f.checker].valid is not True]
-
-    @property
-    def notes(self) -> list[str]:
-        return [f"{f.checker}/{f.kind}: {f.message}" for f in self.result.findings
-                if self.result.results[f.checker].valid is True]
-
-    @property
-    def undecided(self) -> list[str]:
-        """Why applicable checkers could not decide (they make the verdict "unknown", not ok)."""
-        return [f"{n} undecided: {why}" for n, r in self.result.results.items()
-                if applicable(r) and (why := reason(r))]
-
-    @property
-    def exit_code(self) -> int:
-        """The gate's convention: 0 pass, 1 a violation, 2 undecided."""
-        if self.result.valid is False:
-            return 1
-        return 0 if self.ok else 2
-
-    def message(self) -> str:
-        word = {0: "PASS", 1: "FAIL", 2: "UNDECIDED"}[self.exit_code]
-        found = self.findings
-        lines = [f"chaos verdict for {self.name}: {word} ({len(found)} finding{'s' if len(found) != 1 else ''})"]
-        lines += [f"  - {f}" for f in found[:MAX_LISTED]]
-        if len(found) > MAX_LISTED:
-            lines.append(f"  ... and {len(found) - MAX_LISTED} more (the history has them all)")
-        lines += [f"  error: {e}" for e in self.errors]
-        if self.result.valid is not True:
-            lines += [f"  {u}" for u in self.undecided]
-        if self.history_path is not None:
-            lines.append(f"history: {self.history_path}")
-        lines.append(f"replay: {self.replay}")
-        return "\n".join(lines)
-
-    __str__ = message
-
-    def assert_ok(self) -> None:
-        """Raise AssertionError listing the findings and the replay command unless the verdict is ok."""
-        __tracebackhide__ = True  # pytest shows the test's line, not this one
-        if not self.ok:
-            raise AssertionError(self.message())
-
-
-# --------------------------------------------------------------------------------------------- fault handles
-
-
-@dataclass
-class FaultHandle:
-    """A fault injected by ``inject`` (or ``fault``): pass it to ``heal``."""
-
-    fault_id: str
-    spec: FaultSpec
-    injected_at: float  # seconds since the session started
-    healed: bool = False
-
-
-@dataclass
-class ScheduledFault:
-    """A fault ``at`` runs later in a thread of its own: ``state`` is pending, active, healed, cancelled or
-    failed (``error`` says why)."""
-
-    spec: FaultSpec
-    state: str = "pending"
-    error: str | None = None
-    handle: FaultHandle | None = None
-    _thread: threading.Thread | None = field(default=None, repr=False)
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until it has healed (or was cancelled / failed); False on timeout."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
-
-    def cancel(self) -> None:
-        """Do not start it; if it is active, heal it now."""
-        self._stop.set()
 
 
 @dataclass
 class _Planned:
+    """A submit as the replay needs it: its plan (a cancel's delay added later) and when it was acknowledged."""
+
     plan: TaskPlan
     task_id: str | None
     acked_at: float | None
-
-
-# --------------------------------------------------------------------------------------------- the client loop
-
-
-class _Loop:
-    """One event loop in a thread of its own, holding the workload's client session (the HTTP client or the
-    Celery app) open for the whole test, as the runner holds it for a whole scenario. Any thread may call."""
-
-    def __init__(self, workload: BaseWorkload) -> None:
-        self._workload = workload
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="chaos-session-client", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._hold())
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller of __init__
-            self._error = exc
-        finally:
-            self._ready.set()
-            with contextlib.suppress(Exception):
-                self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-            self._loop.close()
-
-    async def _hold(self) -> None:
-        async with self._workload._session():
-            self._stop = asyncio.Event()
-            self._ready.set()
-            await self._stop.wait()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive() and self._stop is not None
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        if not self.alive:
-            coro.close()
-            raise ChaosError("the chaos session is closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def close(self) -> None:
-        if self._thread.is_alive() and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-
-# --------------------------------------------------------------------------------------------- the session
 
 
 class ChaosSession:
@@ -287,7 +102,7 @@ class ChaosSession:
         self._lock = threading.RLock()
         self._process = itertools.count(1)
         self._proc_locks: dict[int, asyncio.Lock] = {}
-        self._loop: _Loop | None = None
+        self._loop: ClientLoop | None = None
         self._planned: list[_Planned] = []
         self._faults: list[FaultSpec] = []  # what was injected, for the replay file (duration set at heal)
         self._open: dict[str, FaultHandle] = {}
@@ -313,7 +128,7 @@ class ChaosSession:
             raise ChaosError("the chaos session is closed")
         with self._lock:
             if self._loop is None:
-                self._loop = _Loop(self.workload)
+                self._loop = ClientLoop(self.workload)
             loop = self._loop
 
         async def locked() -> T:
@@ -649,14 +464,14 @@ class ChaosSession:
         key = json.dumps([[p.to_dict() for p in plans], [f.to_dict() for f in schedule]], sort_keys=True)
         if key in self._failed_examples:
             return self._failed_examples[key]
-        if self._failed_examples and _in_hypothesis():
+        if self._failed_examples and in_hypothesis():
             if self._runs_after_failure >= self.shrink_runs:
                 from hypothesis import reject
 
                 reject()  # the shrink budget is spent: this example is not run (so neither failed nor passed)
             self._runs_after_failure += 1
         name = f"{self.name}-{len(self.runs) + 1}"
-        example = _describe(plans, schedule)
+        example = describe_example(plans, schedule)
         scen = Scenario(name, plans, schedule, quiesce=self.target.timing.quiesce_s if quiesce is None else quiesce,
                         seed=self.seed, check=check or self.check,
                         concurrency=concurrency or self.concurrency, request_timeout=self.request_timeout,
@@ -721,47 +536,3 @@ class ChaosSession:
             out.append(scenario_entry(v.name, v.description, r.history, r.result, r.duration, r.errors,
                                       self.report_dir, r.history_path, v.replay, r.scenario.check))
         return out
-
-
-def replay_command(scenario_file: Path, target: Target, backend: str, selector: str | None = None) -> str:
-    """``chaos run --scenario-file FILE`` with what it needs to find the same target (``--project`` when the
-    working directory would not find it, ``--target`` for a named variant) on the same backend."""
-    project = target.root / "pyproject.toml"
-    here = Path.cwd().resolve()
-    parts = ["chaos", "run", "--scenario-file", _rel(scenario_file, here)]
-    if (here / "pyproject.toml").resolve() != project.resolve():
-        parts += ["--project", _rel(project, here)]
-    parts += ["--backend", backend]
-    if selector:
-        parts += ["--target", selector]
-    return " ".join(_quote(p) for p in parts)
-
-
-def _rel(path: Path, here: Path) -> str:
-    p = Path(path).resolve() if Path(path).is_absolute() else (here / path).resolve()
-    try:
-        rel = os.path.relpath(p, here)
-    except ValueError:
-        return str(p)
-    return rel if not rel.startswith("..") else str(p)
-
-
-def _quote(part: str) -> str:
-    import shlex
-
-    return shlex.quote(part)
-
-
-def _describe(plans: Sequence[TaskPlan], schedule: Sequence[FaultSpec]) -> str:
-    tasks = ", ".join(f"{p.kind}@{p.at:g}s" + (f"+cancel {p.cancel_after:g}s" if p.cancel_after is not None else "")
-                      for p in plans) or "none"
-    faults = ", ".join(str(f) for f in schedule) or "none"
-    return f"tasks [{tasks}]; faults [{faults}]"
-
-
-def _in_hypothesis() -> bool:
-    try:
-        from hypothesis.control import currently_in_test_context
-    except ImportError:  # pragma: no cover - older Hypothesis
-        return False
-    return bool(currently_in_test_context())
