@@ -9,8 +9,9 @@ import csv
 import io
 import json
 import time
+from collections.abc import Iterator
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import insert, or_, select, update
 
 from .db import file_rows, files, read_conn, retry_db, write_tx
 
@@ -53,20 +54,43 @@ def parse_csv(raw: bytes) -> list[dict[str, str]]:
     return rows
 
 
-def store_file(name: str, rows: list[dict[str, str]], *, owner: str | None, file_id: int | None = None) -> int:
-    """Insert the file and its rows in one transaction; returns the id.
+# The owner of a file while its rows go in: no caller has this name (callers come from API_TOKENS), so nobody
+# can see, read or submit a half-stored file.
+UPLOADING = "\x00uploading"
+ROWS_PER_TX = 5000  # rows per write transaction: a big upload holds the write lock a moment at a time
 
+
+def store_file(name: str, rows: list[dict[str, str]], *, owner: str | None, file_id: int | None = None) -> int:
+    """Store the file and its rows; returns the id.
+
+    The rows go in ``ROWS_PER_TX`` to a transaction, so submits and workers' writes interleave with a big upload
+    (one transaction for 150,000 rows held SQLite's write lock for seconds); the file becomes visible, its owner
+    set, only in the last one. An upload cut short leaves an invisible file, never a partial visible one.
     ``owner`` is the uploading caller (only it may read or sync the file); ``None`` makes a shared seed."""
-    def go() -> int:
+    def head() -> int:
         with write_tx() as c:
-            values = dict(name=name[:255], rows=len(rows), created_at=time.time(), owner=owner)
+            values = dict(name=name[:255], rows=len(rows), created_at=time.time(), owner=UPLOADING)
             if file_id is not None:
                 values["id"] = file_id
-            fid = c.execute(insert(files).values(**values)).inserted_primary_key[0]
-            c.execute(insert(file_rows), [dict(file_id=fid, row_no=i, data=json.dumps(r, sort_keys=True))
-                                          for i, r in enumerate(rows, start=1)])
-            return int(fid)
-    return retry_db(go)
+            return int(c.execute(insert(files).values(**values)).inserted_primary_key[0])
+
+    def put(start: int, fid: int) -> None:
+        with write_tx() as c:
+            c.execute(_INSERT_ROWS, [dict(file_id=fid, row_no=i, data=json.dumps(r, sort_keys=True))
+                                     for i, r in enumerate(rows[start:start + ROWS_PER_TX], start=start + 1)])
+
+    def show(fid: int) -> None:
+        with write_tx() as c:
+            c.execute(update(files).where(files.c.id == fid).values(owner=owner))
+
+    fid = retry_db(head)
+    for start in range(0, len(rows), ROWS_PER_TX):
+        retry_db(lambda start=start: put(start, fid))  # type: ignore[misc]
+    retry_db(lambda: show(fid))
+    return fid
+
+
+_INSERT_ROWS = insert(file_rows)
 
 
 def get_file(file_id: int, caller: str | None = None) -> dict | None:
@@ -102,13 +126,22 @@ def visible(file_id: int, caller: str) -> bool:
     return True
 
 
-def load_rows(file_id: int) -> list[tuple[int, str]]:
-    def go() -> list[tuple[int, str]]:
-        with read_conn() as c:
-            return [(r.row_no, r.data) for r in c.execute(
-                select(file_rows.c.row_no, file_rows.c.data).where(file_rows.c.file_id == file_id)
-                .order_by(file_rows.c.row_no)).all()]
-    return retry_db(go)
+def iter_rows(file_id: int, chunk: int = ROWS_PER_TX) -> Iterator[tuple[int, str]]:
+    """(row_no, data) in order, read ``chunk`` rows at a time: an attempt starts on its first rows at once and
+    renews its lease between chunks (reading 150,000 rows in one go outlasted the lease before row 1)."""
+    after = 0
+    while True:
+        def page(after: int = after) -> list[tuple[int, str]]:
+            with read_conn() as c:
+                return [(r.row_no, r.data) for r in c.execute(
+                    select(file_rows.c.row_no, file_rows.c.data)
+                    .where(file_rows.c.file_id == file_id, file_rows.c.row_no > after)
+                    .order_by(file_rows.c.row_no).limit(chunk)).all()]
+        batch = retry_db(page)
+        if not batch:
+            return
+        yield from batch
+        after = batch[-1][0]
 
 
 def process_row(row_no: int, data: str) -> str:

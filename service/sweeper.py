@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import socket
 import time
 
@@ -38,7 +39,16 @@ def queue_keys() -> list[str]:
     return [QUEUE if step == 0 else f"{QUEUE}{QUEUE_SEP}{step}" for step in PRIORITY_STEPS]
 
 
+# The task id header as kombu's JSON envelope spells it. Found with a regex first: parsing every queued message
+# each sweep cost the API about 9% of its CPU with a backlog of a few thousand ("correlation_id", "root_id" and
+# "parent_id" cannot match: a quote must open the key).
+_ID = re.compile(rb'"id": ?"([^"\\]+)"')
+
+
 def _msg_id(raw: bytes | str) -> str | None:
+    m = _ID.search(raw if isinstance(raw, bytes) else raw.encode())
+    if m is not None:
+        return m.group(1).decode()
     try:
         msg = json.loads(raw)
         if isinstance(msg, list):  # unacked hash value: [message, exchange, routing_key]

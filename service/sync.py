@@ -14,7 +14,7 @@ import time
 
 from . import ledger
 from .config import get_settings
-from .files import PoisonRowError, load_rows, process_row
+from .files import PoisonRowError, iter_rows, process_row
 
 log = logging.getLogger("service.sync")
 
@@ -26,10 +26,10 @@ CHECK_EVERY_S = 0.1
 def run_attempt(task_id: str, attempt: int, file_id: int, stop: threading.Event | None = None) -> str:
     """Run a claimed attempt to its end; returns the execution outcome."""
     s = get_settings()
+    last_renew = time.monotonic()  # about when the lease was taken (the claim, just before this call)
     try:
-        rows = load_rows(file_id)
+        rows = iter_rows(file_id)
         done: list[tuple[int, str]] = []
-        last_renew = time.monotonic()
         per_row = s.effects_mode == "per-row"
         last_check = -CHECK_EVERY_S
         for row_no, data in rows:

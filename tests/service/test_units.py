@@ -1,6 +1,7 @@
 """Fast checks without processes: config validation, CSV parsing, tokens."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -126,3 +127,34 @@ def test_old_database_gets_file_owners_failing_closed(tmp_path):
     con = sqlite3.connect(db)
     assert con.execute("SELECT id, owner FROM files ORDER BY id").fetchall() == [(1, None), (4, None), (5, "")]
     con.close()
+
+
+def test_a_big_file_goes_in_a_chunk_at_a_time_and_is_seen_only_complete(tmp_path):
+    """Rows in several write transactions (a big upload must not hold the write lock for seconds), the file
+    invisible to its caller until the last one; an attempt reads the rows back a chunk at a time, in order."""
+    code = """
+import json
+from service import files
+from service.db import init_schema
+init_schema()
+files.ROWS_PER_TX = 3
+seen, real_put = [], files.retry_db
+def spy(fn):  # after every transaction of the store: can the caller see file 1 yet?
+    out = real_put(fn)
+    files.retry_db = real_put
+    seen.append(files.get_file(1, "chaos") is not None)
+    files.retry_db = spy
+    return out
+files.retry_db = spy
+fid = files.store_file("big.csv", [{"n": str(i)} for i in range(1, 11)], owner="chaos", file_id=1)
+files.retry_db = real_put
+rows = list(files.iter_rows(fid, chunk=4))
+print(json.dumps({"seen": seen, "rows": [r[0] for r in rows], "last": json.loads(rows[-1][1])}))
+"""
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'big.db'}")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    # head, four chunks of at most 3 rows, then the commit that shows it
+    assert got["seen"] == [False] * 5 + [True], got
+    assert got["rows"] == list(range(1, 11)) and got["last"] == {"n": "10"}

@@ -1,4 +1,5 @@
-"""The API's own LPUSH of a task message (service/wire.py) is the message send_task would have sent."""
+"""The API's own LPUSH of a task message (service/wire.py) is the message send_task would have sent, and the
+sweeper reads its id back."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ COMPARE = r'''
 import json, sys
 import redis
 from service.celery_app import QUEUE, SYNC_TASK, app, redis_priority
+from service.sweeper import _msg_id
 from service.wire import encode
 
 r = redis.Redis.from_url(app.conf.broker_url)
@@ -23,8 +25,11 @@ for priority in (0, 5, 9):
                   priority=redis_priority(priority), ignore_result=True, retry=False)
     [real_key] = [k.decode() for k in r.keys(QUEUE + "*")]
     key, payload = encode(tid, priority)
-    out[priority] = {"real_key": real_key, "key": key, "real": json.loads(r.lindex(real_key, 0)),
-                     "ours": json.loads(payload)}
+    raw = r.lindex(real_key, 0)
+    out[priority] = {"real_key": real_key, "key": key, "real": json.loads(raw), "ours": json.loads(payload),
+                     # the sweeper's id of a queued message and of an unacked entry ([message, exchange, key])
+                     "ids": [_msg_id(raw), _msg_id(payload), _msg_id(json.dumps([json.loads(raw), "", QUEUE]))],
+                     "tid": tid}
 print(json.dumps(out))
 '''
 
@@ -36,6 +41,7 @@ def test_our_task_message_is_the_one_send_task_sends(make_stack):
     assert run.returncode == 0, run.stderr[-2000:]
     for priority, got in json.loads(run.stdout).items():
         assert got["key"] == got["real_key"], priority
+        assert got["ids"] == [got["tid"]] * 3, priority
         real, ours = got["real"], got["ours"]
         for m in (real, ours):  # per message: a fresh uuid each
             m["properties"].pop("delivery_tag")
