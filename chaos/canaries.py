@@ -64,7 +64,8 @@ class Detection:
     caught: bool = False
     detected_by: list[str] = field(default_factory=list)  # every checker that failed in the detecting scenario
     scenario: str | None = None
-    seconds: float | None = None  # from the canary's bring-up to the detecting scenario's verdict
+    seconds: float | None = None  # from the start of the canary's bring-up to the detecting scenario's verdict
+    bring_up_s: float | None = None  # of which the bring-up (the target's own start: imports, connections)
     faults: int | None = None  # faults in the detecting schedule
     task_ids: list[str] = field(default_factory=list)
     tried: list[str] = field(default_factory=list)
@@ -74,7 +75,7 @@ class Detection:
         """The report's matrix row (the first ten task ids)."""
         return CanaryRow(name=self.canary, description=self.description, expected="/".join(self.expected),
                          caught=self.caught, detected_by=self.detected_by, scenario=self.scenario,
-                         seconds=self.seconds, faults=self.faults, task_ids=self.task_ids[:10], tried=self.tried,
+                         seconds=self.seconds, bring_up_s=self.bring_up_s, faults=self.faults, task_ids=self.task_ids[:10], tried=self.tried,
                          error=self.error)
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,6 +95,7 @@ def detect(canary: Canary, target: Target, scenario_names: list[str], *, backend
     sub = report_dir / "canaries" / canary.name if report_dir else None
     try:
         with Cluster(target, backend=backend) as cluster:
+            det.bring_up_s = round(cluster.bring_up_seconds or 0.0, 1)
             for name in order:
                 scen = build(name, target)
                 if missing(scen, target) is not None:
@@ -139,8 +141,9 @@ def run_canaries(args: Any, profile: Any, seed: int, console: Any, out: Any) -> 
         det = detect(c, load_target(args.project, c.target_name), profile.scenarios, backend=backend, seed=seed,
                      report_dir=args.report, progress=say)
         rows.append(det)
-        say(f"    {'caught by ' + ', '.join(det.detected_by) if det.caught else 'NOT CAUGHT'}"
-            f"{' in ' + str(det.seconds) + 's' if det.seconds else ''}{' (' + det.error + ')' if det.error else ''}")
+        took = f" in {det.seconds} s (bring-up {det.bring_up_s} s)" if det.seconds else ""
+        say(f"    {'caught by ' + ', '.join(det.detected_by) if det.caught else 'NOT CAUGHT'}{took}"
+            f"{' (' + det.error + ')' if det.error else ''}")
     report = load_json(outcome.paths["json"])
     report.canaries = CanaryMatrix(rows=[d.row() for d in rows], all_caught=all(d.caught for d in rows),
                                    reference_passed=outcome.report.verdict == "pass")
@@ -150,7 +153,8 @@ def run_canaries(args: Any, profile: Any, seed: int, console: Any, out: Any) -> 
     paths = write_all(report, args.report)
     for d in rows:
         out.print(f"{d.canary:34} {'caught' if d.caught else 'MISSED':7} expected {'/'.join(d.expected):18} "
-                  f"by {', '.join(d.detected_by) or '-':28} {d.scenario or '-':22} {d.seconds or '-'}s",
+                  f"by {', '.join(d.detected_by) or '-':28} {d.scenario or '-':22} {d.seconds or '-'} s "
+                  f"(bring-up {d.bring_up_s or '-'} s)",
                   markup=False)
     out.print(f"reference {outcome.report.verdict}; report: {paths['html']}", markup=False)
     return 0 if ok else 1

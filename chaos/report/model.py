@@ -107,7 +107,8 @@ class CanaryRow(_Model):
     caught: bool = False
     detected_by: list[str] = []
     scenario: str | None = None
-    seconds: float | None = None
+    seconds: float | None = None  # bring-up included
+    bring_up_s: float | None = None
     faults: int | None = None
     task_ids: list[str] = []
     tried: list[str] = []
