@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, dest="json_out")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run of the benchmark)")
     p.add_argument("--only", default=None, metavar="SECTIONS",
-                   help="comma-separated subset of: latency, throughput, memory, recovery, bring_up, gate")
+                   help="comma-separated subset of: latency, submit, throughput, memory, recovery, proxy, bring_up, gate")
     p.add_argument("--memory-tasks", type=int, default=None, metavar="N",
                    help="finished tasks in the Redis memory run (default 20,000; 2,000 with --quick)")
     return parser
