@@ -208,7 +208,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     target = _target(args)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     names = [n for n in args.scenarios if n != "property"]
-    scenarios = [build(n, target) for n in names]
+    thresholds = Profile.load("default", load_config(args.project))  # as the gate holds them (its [check] tables)
+    scenarios = [build(n, target, thresholds.overrides_for(n)) for n in names]
     for f in args.scenario_file:
         scenarios.append(read_scenario_file(f, target))
     props = args.budget if "property" in args.scenarios else 0
