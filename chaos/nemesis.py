@@ -153,9 +153,15 @@ def _pause(node_of: Callable[[Cluster, FaultSpec], Any]) -> Callable[[Cluster, F
     return inject
 
 
+def _stop_timeout(c: Cluster, spec: FaultSpec) -> float:
+    """How long a graceful stop of the target's process waits before SIGKILL: the fault's ``timeout``, else the
+    target's declared ``timing.stop_timeout_s`` (a warm shutdown waits for the running tasks)."""
+    return float(spec.params.get("timeout", c.target.timing.stop_timeout_s))
+
+
 def _restart_worker(c: Cluster, spec: FaultSpec) -> Heal:
     w = _worker(c, spec)
-    w.restart(graceful=spec.params.get("graceful", True), timeout=float(spec.params.get("timeout", 10.0)))
+    w.restart(graceful=spec.params.get("graceful", True), timeout=_stop_timeout(c, spec))
     return _nothing
 
 
@@ -163,7 +169,7 @@ def _scale_down(c: Cluster, spec: FaultSpec) -> Heal:
     before = len(c.workers)
     n = max(0, before - int(spec.params.get("by", 1)))
     while len(c.workers) > n:
-        c.remove_worker(graceful=spec.params.get("graceful", True))
+        c.remove_worker(graceful=spec.params.get("graceful", True), timeout=_stop_timeout(c, spec))
     return lambda: c.scale(before)
 
 
@@ -284,7 +290,7 @@ def _signal_api(sig: int) -> Callable[[Cluster, FaultSpec], Heal]:
 
 def _restart_api(c: Cluster, spec: FaultSpec) -> Heal:
     assert c.api is not None
-    c.api.restart(graceful=spec.params.get("graceful", True))
+    c.api.restart(graceful=spec.params.get("graceful", True), timeout=_stop_timeout(c, spec))
     return _nothing
 
 

@@ -114,11 +114,13 @@ class Cluster:
             w.start()
         return w
 
-    def remove_worker(self, worker: WorkerNode | None = None, graceful: bool = True) -> WorkerNode:
+    def remove_worker(self, worker: WorkerNode | None = None, graceful: bool = True,
+                      timeout: float | None = None) -> WorkerNode:
+        """Stop a worker (the last by default; a graceful stop waits the target's ``stop_timeout_s``) and drop it."""
         if not self.workers:
             raise ClusterError("no worker to remove")
         w = worker or self.workers[-1]
-        w.stop(graceful=graceful)
+        w.stop(graceful=graceful, timeout=self.target.timing.stop_timeout_s if timeout is None else timeout)
         self.workers.remove(w)
         return w
 
