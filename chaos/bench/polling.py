@@ -1,20 +1,13 @@
-"""The bench's one wait loop: poll until a value is truthy, else TimeoutError (a section's failure)."""
+"""The bench's wait: the framework's one ``wait_until``, with a bench section's failure as its timeout error."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
+from chaos.waiting import wait_until
+
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            v = pred()
-            if v:
-                return v
-        except Exception:  # noqa: BLE001 - not yet
-            pass
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+    """``pred``'s first truthy value; TimeoutError (the section fails) after ``timeout``; errors are "not yet"."""
+    return wait_until(pred, timeout, interval, what=what, ignore=Exception, error=TimeoutError)

@@ -61,19 +61,15 @@ def recover_redis_restart(cluster: Any, api: TargetApi) -> float:
     cluster.redis.start()
     t_start = time.time()
     since = t_start - 0.001
-    tid: str | None = None
-    deadline = time.monotonic() + 60
-    while tid is None and time.monotonic() < deadline:
+
+    def published() -> str | None:
         try:
             reply = api.submit()
         except httpx.HTTPError:  # a fail-fast target may refuse until it has reconnected
-            reply = None
-        if reply is not None and api.mode(reply) in ("celery", None):
-            tid = api.task_id(reply)
-        else:
-            time.sleep(0.05)
-    if tid is None:
-        raise TimeoutError("the API never published to Redis again after its restart")
+            return None
+        return api.task_id(reply) if api.mode(reply) in ("celery", None) else None
+
+    tid = wait_for(published, 60, "the API to publish to Redis again after its restart")
     end = api.finished_at([tid], since, timeout=120, success_only=True)
     drain(cluster, api, broker=False)
     return end - t_start
