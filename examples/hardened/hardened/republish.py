@@ -49,7 +49,10 @@ class Republisher:
         while not self.stop.wait(1.0):
             try:
                 self.sweep()
-            except (redis.RedisError, OSError) as exc:  # Redis away: try again next second
+            except Exception as exc:  # noqa: BLE001 - Redis away, or kombu's OperationalError from send_task on
+                # a pooled connection a reset broke: try again next second. (Catching only RedisError and OSError
+                # let that OperationalError kill this thread in the gate's network-reset run, and the lost task it
+                # was to re-send stayed PENDING: celery-chaos's lost/gone finding.)
                 log.info("republisher: %s", exc)
 
     def sweep(self) -> None:
