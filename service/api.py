@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Header, HTTPException, Query, Request, UploadFile, status
@@ -191,12 +192,28 @@ async def read_file(caller: Caller, file_id: int) -> dict:
     return {"file_id": f["id"], "name": f["name"], "rows": f["rows"], "created_at": f["created_at"]}
 
 
-def _create(caller: str, file_id: int, priority: int, key: str | None) -> tuple[dict | None, str | None]:
-    """The file check and the task row in one trip to the thread pool (each trip costs the event loop GIL
-    hand-offs under load): (None, None) when the caller may not see the file."""
-    if not visible(file_id, caller):
-        return None, None
-    return ledger.create_task(caller, file_id, priority, key)
+Created = tuple[dict | None, str | None]  # (task row, ledger outcome); (None, None): not the caller's file
+
+
+def create_many(requests: Sequence[tuple[str, int, int, str | None]]) -> list[Created | Exception]:
+    """The submits' group-commit write (main.py): each one's file check, then the task rows of those the caller
+    may see in one transaction. (None, None) for a file the caller may not see."""
+    out: list[Created | Exception] = [(None, None)] * len(requests)
+    seen = []
+    for i, (caller, file_id, _, _) in enumerate(requests):
+        try:
+            if visible(file_id, caller):
+                seen.append(i)
+        except Exception as exc:  # noqa: BLE001 - this submit's own error
+            out[i] = exc
+    if seen:
+        try:
+            for i, created in zip(seen, ledger.create_tasks([requests[i] for i in seen]), strict=True):
+                out[i] = created
+        except Exception as exc:  # noqa: BLE001 - the transaction failed: every submit in it hears of it
+            for i in seen:
+                out[i] = exc
+    return out
 
 
 @router.post("/api/data-sync/sync-single-file", status_code=202, response_model=Submitted, responses={
@@ -211,7 +228,7 @@ async def submit(request: Request, body: SyncRequest, caller: Caller,
                  idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> dict:
     if idempotency_key is not None and not idempotency_key.strip():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="Idempotency-Key must not be blank")
-    task, outcome = await asyncio.to_thread(_create, caller, body.file_id, body.priority, idempotency_key)
+    task, outcome = await request.app.state.submits.submit((caller, body.file_id, body.priority, idempotency_key))
     if task is None:
         raise _not_found("file")
     if outcome == ledger.KEY_CONFLICT:

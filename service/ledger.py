@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
@@ -61,10 +62,7 @@ def create_task(caller: str, file_id: int, priority: int, idem_key: str | None) 
     validated body) -> (existing row, REPLAYED), its ``requested_at`` bumped so the ledger's ``since`` sees the
     replay; a different request -> (existing row, KEY_CONFLICT) and the existing task is left untouched."""
     def go() -> tuple[dict, str]:
-        now = time.time()
-        values = dict(task_id=str(uuid.uuid4()), caller=caller, file_id=file_id, priority=priority,
-                      status=PENDING, mode=CELERY, attempts=0, dispatched_at=now,
-                      idempotency_key=idem_key, created_at=now, updated_at=now)
+        values = _new_task(caller, file_id, priority, idem_key)
         try:
             with write_tx() as c:
                 c.execute(_INSERT_TASK, values)  # one statement object: its compiled form is cached
@@ -82,6 +80,38 @@ def create_task(caller: str, file_id: int, priority: int, idem_key: str | None) 
                 c.execute(update(tasks).where(mine).values(requested_at=time.time()))
             return existing, REPLAYED
     return retry_db(go)
+
+
+def _new_task(caller: str, file_id: int, priority: int, idem_key: str | None) -> dict[str, Any]:
+    now = time.time()
+    return dict(task_id=str(uuid.uuid4()), caller=caller, file_id=file_id, priority=priority, status=PENDING,
+                mode=CELERY, attempts=0, dispatched_at=now, idempotency_key=idem_key, created_at=now,
+                updated_at=now)
+
+
+def create_tasks(requests: Sequence[tuple[str, int, int, str | None]]) -> list[tuple[dict, str] | Exception]:
+    """``create_task`` for many submits (caller, file_id, priority, key) in one transaction: the group commit's
+    write. When a key was used before (or twice in the batch), the batch is undone and each request goes through
+    ``create_task`` on its own, so every caller gets exactly the answer a lone submit would."""
+    rows = [_new_task(*r) for r in requests]
+
+    def go() -> list[tuple[dict, str] | Exception]:
+        with write_tx() as c:
+            c.execute(_INSERT_TASK, rows)  # one multi-row INSERT
+        return [(row, CREATED) for row in rows]
+
+    try:
+        return retry_db(go)
+    except IntegrityError:
+        if not any(r[3] is not None for r in requests):
+            raise
+    out: list[tuple[dict, str] | Exception] = []
+    for r in requests:
+        try:
+            out.append(create_task(*r))
+        except Exception as exc:  # noqa: BLE001 - this caller's own error
+            out.append(exc)
+    return out
 
 
 def get_task(task_id: str, caller: str | None = None) -> dict | None:

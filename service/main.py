@@ -23,7 +23,9 @@ log = logging.getLogger("service")
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
+    from .api import create_many
     from .db import init_schema
+    from .group_commit import GroupCommit
     from .health import HealthMonitor
     from .publish import FallbackRunner, Publisher
     from .seed import seed_demo
@@ -41,6 +43,7 @@ async def lifespan(app: FastAPI):
     publisher.health = health  # a late publish on a Redis that answers pings is the loop's lag, not an outage
     sweeper = Sweeper(publisher, runner)
     app.state.publisher, app.state.runner, app.state.health, app.state.sweeper = publisher, runner, health, sweeper
+    app.state.submits = submits = GroupCommit(create_many, name="submit-rows")
     await health.refresh()
     await publisher.warm_up(connect=health.redis_up)
     # FALLBACK_STORE=memory (canary knob): another API's fallback tasks are not re-adopted on start
@@ -53,6 +56,7 @@ async def lifespan(app: FastAPI):
         yield
     finally:
         await sweeper.stop()
+        await submits.close()
         await runner.shutdown()
         await health.stop()
         await publisher.close()

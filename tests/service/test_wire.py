@@ -47,3 +47,16 @@ def test_our_task_message_is_the_one_send_task_sends(make_stack):
             m["properties"].pop("delivery_tag")
             m["headers"].pop("origin", None)
         assert ours == real, priority
+
+
+@pytest.mark.parametrize("task_id", ["3f0c1a2e-9b7d-4c1e-8f00-123456789abc", "it's", 'a"b\\c', "día", "x" * 200])
+def test_the_filled_in_message_is_the_one_celery_builds(task_id):
+    """Each thread fills placeholders into one message Celery built; any id (quoted or not) gives the message
+    the full build gives, byte for byte but the delivery tag."""
+    from service.wire import _build, encode
+
+    for priority in (0, 5, 9):
+        key, payload = encode(task_id, priority)
+        ours = json.loads(payload)
+        want_key, want = _build(task_id, priority, ours["properties"]["delivery_tag"])
+        assert key == want_key and ours == json.loads(want)
