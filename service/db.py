@@ -262,6 +262,46 @@ def write_tx():
         yield conn
 
 
+class WouldWait(Exception):
+    """``write_tx_nowait`` could not write without waiting for a lock."""
+
+
+_nowait: dict[int, Connection] = {}
+
+
+def _nowait_connection() -> Connection | None:
+    """This process's connection that never waits: SQLite's busy timeout 0 and no WAL checkpoints on its commits
+    (the other connections checkpoint). None on another database."""
+    if not get_settings().is_sqlite:
+        return None
+    conn = _nowait.get(os.getpid())
+    if conn is None:
+        conn = get_engine().connect()
+        raw = conn.connection.driver_connection  # straight to sqlite3: a SQLAlchemy statement would BEGIN first
+        raw.execute("PRAGMA busy_timeout=0")
+        raw.execute("PRAGMA wal_autocheckpoint=0")
+        _nowait[os.getpid()] = conn
+    return conn
+
+
+@contextmanager
+def write_tx_nowait():
+    """``write_tx`` for the event loop itself, where a hop to a thread costs more than a short write: raises
+    WouldWait, having written nothing, when another thread of this process or another process holds the lock."""
+    conn = _nowait_connection()
+    if conn is None or not _write_lock.acquire(blocking=False):
+        raise WouldWait
+    try:
+        try:
+            tx = conn.begin()  # BEGIN IMMEDIATE: busy at once while any other writer holds SQLite's lock
+        except OperationalError as exc:
+            raise WouldWait from exc
+        with tx:
+            yield conn
+    finally:
+        _write_lock.release()
+
+
 @contextmanager
 def read_conn():
     """A read-only snapshot (deferred BEGIN on SQLite: never takes the write lock)."""

@@ -112,6 +112,11 @@ _visible: dict[tuple[int, str], None] = {}
 VISIBLE_CACHE_MAX = 100_000
 
 
+def known_visible(file_id: int, caller: str) -> bool:
+    """``visible`` from the cache alone (no DB): False means not known yet, not that it is not visible."""
+    return (file_id, caller) in _visible
+
+
 def visible(file_id: int, caller: str) -> bool:
     """May ``caller`` submit ``file_id``? The DB is asked once per (file, caller) and process: a submit's
     file check is then free."""

@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .config import get_settings
 from .db import (
+    WouldWait,
     executions,
     files,
     locks,
@@ -35,6 +36,7 @@ from .db import (
     tasks,
     workers,
     write_tx,
+    write_tx_nowait,
 )
 
 PENDING, STARTED, RETRY = "PENDING", "STARTED", "RETRY"
@@ -112,6 +114,18 @@ def create_tasks(requests: Sequence[tuple[str, int, int, str | None]]) -> list[t
         except Exception as exc:  # noqa: BLE001 - this caller's own error
             out.append(exc)
     return out
+
+
+def create_tasks_now(requests: Sequence[tuple[str, int, int, str | None]]) -> list[tuple[dict, str]] | None:
+    """``create_tasks`` on the calling thread without waiting: None, having written nothing, when it would wait
+    for a lock or when a key was used before (``create_tasks`` then answers, off the event loop)."""
+    rows = [_new_task(*r) for r in requests]
+    try:
+        with write_tx_nowait() as c:
+            c.execute(_INSERT_TASK, rows)
+    except (WouldWait, IntegrityError, OperationalError):
+        return None
+    return [(row, CREATED) for row in rows]
 
 
 def get_task(task_id: str, caller: str | None = None) -> dict | None:

@@ -23,7 +23,7 @@ log = logging.getLogger("service")
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    from .api import create_many
+    from .api import create_many, create_many_now
     from .db import init_schema
     from .group_commit import GroupCommit
     from .health import HealthMonitor
@@ -43,7 +43,7 @@ async def lifespan(app: FastAPI):
     publisher.health = health  # a late publish on a Redis that answers pings is the loop's lag, not an outage
     sweeper = Sweeper(publisher, runner)
     app.state.publisher, app.state.runner, app.state.health, app.state.sweeper = publisher, runner, health, sweeper
-    app.state.submits = submits = GroupCommit(create_many, name="submit-rows")
+    app.state.submits = submits = GroupCommit(create_many, write_now=create_many_now, name="submit-rows")
     await health.refresh()
     await publisher.warm_up(connect=health.redis_up)
     # FALLBACK_STORE=memory (canary knob): another API's fallback tasks are not re-adopted on start
@@ -67,7 +67,9 @@ def create_app() -> FastAPI:
     from .api import router
     from .auth import AuthBeforeBody
 
-    app = FastAPI(title="data-sync", version="1.0", lifespan=lifespan)
+    # the routes themselves, not include_router: an included router is matched through a second layer of
+    # route contexts on every request (about 60 us of a submit's 1 ms on the event loop)
+    app = FastAPI(title="data-sync", version="1.0", lifespan=lifespan, routes=router.routes)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -80,7 +82,6 @@ def create_app() -> FastAPI:
         return JSONResponse(status_code=503, content={"detail": f"temporarily unavailable: {type(exc).__name__}"})
 
     app.add_middleware(AuthBeforeBody)  # 401/413 from the request head, before FastAPI reads the body
-    app.include_router(router)
     return app
 
 

@@ -119,28 +119,56 @@ class Publisher:
                 return f"publish failed: {type(exc).__name__}: {exc}"
         if self.breaker.is_open:
             return "broker circuit breaker open (Redis recently unreachable)"
+        if self.sender is None:  # not Redis: send_task in the pool, bounded by a plain wait
+            try:
+                await asyncio.wait_for(loop.run_in_executor(self.pool, self._send, task_id, priority), self.timeout)
+                self.breaker.record_success()
+                return None
+            except asyncio.TimeoutError:
+                self.breaker.record_timeout()
+                return f"publish timed out after {self.timeout * 1000:.0f} ms"
+            except Exception as exc:  # noqa: BLE001
+                log.warning("publish of %s failed (%r)", task_id, exc)
+                self.breaker.trip()
+                return f"publish failed: {type(exc).__name__}: {exc}"
+        # The LPUSH is awaited in this task itself (a task and a wait per submit cost more than the send); a
+        # timer at the bound decides and, for an outage, cancels this task's wait.
         started = time.monotonic()
-        sending = asyncio.ensure_future(self.sender.send(task_id, priority) if self.sender is not None
-                                        else loop.run_in_executor(self.pool, self._send, task_id, priority))
+        me = asyncio.current_task()
+        verdict: list[str] = []
+
+        def past_bound() -> None:
+            # Past the bound: an outage, or only this loop's lag under a burst of submits? A ping sent after
+            # this publish began tells: answered, wait on (up to LAG_CAP_S); not yet, ask for one.
+            nonlocal timer
+            answered = self.health.answered_since(started) if self.health is not None else False
+            if answered is None:
+                self.health.ping_soon()  # type: ignore[union-attr]
+            if answered is False or time.monotonic() - started >= self.LAG_CAP_S:
+                verdict.append(f"publish timed out after {self.timeout * 1000:.0f} ms")
+                me.cancel()  # type: ignore[union-attr]
+            else:
+                timer = loop.call_later(self.timeout, past_bound)
+
+        timer = loop.call_later(self.timeout, past_bound)
         try:
-            while not (await asyncio.wait({sending}, timeout=self.timeout))[0]:
-                # Past the bound: an outage, or only this loop's lag under a burst of submits? A ping sent
-                # after this publish began tells: answered, wait on (up to LAG_CAP_S); not yet, ask for one.
-                answered = self.health.answered_since(started) if self.health is not None else False
-                if answered is None:
-                    self.health.ping_soon()  # type: ignore[union-attr]
-                if answered is False or time.monotonic() - started >= self.LAG_CAP_S:
-                    sending.cancel()
-                    log.warning("publish of %s timed out after %.0f ms", task_id, self.timeout * 1000)
-                    self.breaker.record_timeout()
-                    return f"publish timed out after {self.timeout * 1000:.0f} ms"
-            sending.result()
+            await self.sender.send(task_id, priority)
             self.breaker.record_success()
             return None
+        except asyncio.CancelledError:
+            if not verdict:
+                raise  # not ours: the request itself is going away
+            if hasattr(me, "uncancel"):
+                me.uncancel()  # type: ignore[union-attr]
+            log.warning("publish of %s timed out after %.0f ms", task_id, self.timeout * 1000)
+            self.breaker.record_timeout()
+            return verdict[0]
         except Exception as exc:  # noqa: BLE001 - OperationalError, ConnectionError...
             log.warning("publish of %s failed (%r)", task_id, exc)
             self.breaker.trip()
             return f"publish failed: {type(exc).__name__}: {exc}"
+        finally:
+            timer.cancel()
 
     WARM_CONNECTIONS = 8
     LAG_CAP_S = 0.5  # the longest a publish waits on a Redis that answers pings (below the 0.8 s outage bound)

@@ -104,3 +104,33 @@ print(json.dumps({"first": [[r["task_id"], o] for r, o in first], "again": [[r["
     assert [o for _, o in got["again"]] == ["replayed", "created", "conflict", "created", "replayed"]
     assert got["again"][0][0] == keyed and got["again"][2][0] == keyed
     assert got["again"][3][0] == got["again"][4][0] != keyed
+
+
+def test_the_event_loop_writes_only_when_no_one_holds_the_lock(tmp_path):
+    """The inline write never waits: with another writer in SQLite (a worker, say) it writes nothing and says
+    so, and the thread path answers instead."""
+    code = """
+import json, sqlite3, threading
+from service import ledger
+from service.db import get_engine, init_schema, _write_lock
+init_schema()
+other = sqlite3.connect(DB, isolation_level=None)
+other.execute("BEGIN IMMEDIATE")
+locked = ledger.create_tasks_now([("a", 1, 5, None)])
+other.execute("ROLLBACK")
+free = ledger.create_tasks_now([("a", 1, 5, None), ("a", 2, 5, "k")])
+again = ledger.create_tasks_now([("a", 2, 5, "k")])  # the key is taken: only the careful path may answer
+with _write_lock:  # another thread of this process writing
+    t = threading.Thread(target=lambda: out.append(ledger.create_tasks_now([("a", 1, 5, None)])))
+    out = []
+    t.start(); t.join()
+n = sqlite3.connect(DB).execute("select count(*) from tasks").fetchone()[0]
+print(json.dumps({"locked": locked, "free": [o for _, o in free], "again": again, "busy_thread": out[0], "rows": n}))
+"""
+    db = tmp_path / "n.db"
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{db}")
+    out = subprocess.run([sys.executable, "-c", f"DB = {str(db)!r}\n" + code], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"locked": None, "free": ["created", "created"], "again": None, "busy_thread": None, "rows": 2}
