@@ -244,11 +244,14 @@ def run_scenario(cluster: Cluster, scenario: Scenario, report_dir: Path | None =
             workload.run_sync(scenario.plans, scenario.unknown_probes)
         except BaseException as exc:  # noqa: BLE001 - surfaced below
             wl_error.append(exc)
+        finally:
+            workload.started.set()
 
     thread = threading.Thread(target=drive, name=f"workload-{scenario.name}", daemon=True)
     watch = HealthWatch(cluster.target, lambda: cluster.api_url, recorder)
     watch.start()  # only for targets that declare what their health endpoint says during an outage
     thread.start()
+    workload.started.wait(scenario.request_timeout + 5.0)  # its connections open: the clock starts
     stop = threading.Event()
     try:
         errors += nemesis.run_schedule(scenario.schedule, workload.t0, stop)

@@ -95,8 +95,12 @@ class Recorder:
         task_id: str | None = None,
         value: dict[str, Any] | None = None,
         error: str | None = None,
+        latency: float | None = None,
     ) -> Op:
-        """Record the fate of a request: ok (happened), fail (did not happen) or info (unknown)."""
+        """Record the fate of a request: ok (happened), fail (did not happen) or info (unknown).
+
+        ``latency``: how long the target took to answer, where the client measured it on the wire; else the
+        time since the invocation (which counts the client's own queueing too)."""
         if phase not in COMPLETION_PHASES:
             raise ValueError(f"completion phase must be one of {COMPLETION_PHASES}, not {phase!r}")
         with self._lock:
@@ -116,7 +120,7 @@ class Recorder:
                 task_id if task_id is not None else invocation.task_id,
                 value,
                 error,
-                latency=t - invocation.time,
+                latency=latency if latency is not None else t - invocation.time,
             )
             self._write(op)
             return op
