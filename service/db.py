@@ -7,6 +7,7 @@ Engines are cached per PID because Celery's prefork pool forks after import.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import threading
@@ -248,17 +249,79 @@ _write_lock = threading.RLock()
 
 
 def _new_write_lock() -> None:
-    global _write_lock
+    global _write_lock, _lock_depth
     _write_lock = threading.RLock()  # a prefork child must not inherit a lock another thread of the parent held
+    _lock_depth = 0
 
 
 os.register_at_fork(after_in_child=_new_write_lock)
 
 
+# ... and one writer at a time across the service's processes (the API, every worker and pool child): a flock
+# on a file beside the database. A waiter tries again within a millisecond, where SQLite's busy handler sleeps
+# 1, 2, 5 ... 100 ms between tries; with four workers of no-op tasks those sleeps were most of a task's time.
+# The kernel drops the lock with its holder, so a SIGKILLed worker holds nothing. Only the outermost write_tx of
+# the holding thread takes it (a nested one must not release it early).
+_lock_files: dict[int, int | None] = {}
+_lock_depth = 0
+
+
+def _lock_fd() -> int | None:
+    """This process's descriptor of the writer lock file (a forked child opens its own: a shared description
+    would share the lock), None when the database is not a SQLite file."""
+    pid = os.getpid()
+    if pid not in _lock_files:
+        database = get_engine().url.database if get_settings().is_sqlite else None
+        _lock_files[pid] = (os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+                            if database and database != ":memory:" else None)
+    return _lock_files[pid]
+
+
+FLOCK_PATIENCE_S = 5.0  # SQLite's busy timeout: past it the writer goes on to SQLite's lock alone
+
+
+def _flock(fd: int, patience: float) -> bool:
+    """Take the file lock within ``patience`` s, trying every 0.2-1 ms (flock itself cannot time out, and a
+    stopped holder must not hang every writer)."""
+    deadline, pause = time.monotonic() + patience, 0.0002
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.001)
+
+
+@contextmanager
+def _writer(blocking: bool = True):
+    """This process's write lock, then the processes' file lock (WouldWait instead of waiting: ``blocking``)."""
+    global _lock_depth
+    if not _write_lock.acquire(blocking=blocking):
+        raise WouldWait
+    try:
+        fd = _lock_fd() if _lock_depth == 0 else None
+        if fd is not None and not _flock(fd, FLOCK_PATIENCE_S if blocking else 0.0):
+            if not blocking:
+                raise WouldWait
+            fd = None  # a holder that stays (a SIGSTOPped worker): SQLite's own busy handling decides, as before
+        _lock_depth += 1
+        try:
+            yield
+        finally:
+            _lock_depth -= 1
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        _write_lock.release()
+
+
 @contextmanager
 def write_tx():
-    """A short write transaction (BEGIN IMMEDIATE on SQLite), one per process at a time."""
-    with _write_lock, get_engine().begin() as conn:
+    """A short write transaction (BEGIN IMMEDIATE on SQLite), one writer at a time in the service."""
+    with _writer(), get_engine().begin() as conn:
         yield conn
 
 
@@ -289,17 +352,15 @@ def write_tx_nowait():
     """``write_tx`` for the event loop itself, where a hop to a thread costs more than a short write: raises
     WouldWait, having written nothing, when another thread of this process or another process holds the lock."""
     conn = _nowait_connection()
-    if conn is None or not _write_lock.acquire(blocking=False):
+    if conn is None:
         raise WouldWait
-    try:
+    with _writer(blocking=False):
         try:
-            tx = conn.begin()  # BEGIN IMMEDIATE: busy at once while any other writer holds SQLite's lock
+            tx = conn.begin()  # BEGIN IMMEDIATE: busy at once while a writer outside the file lock holds SQLite's
         except OperationalError as exc:
             raise WouldWait from exc
         with tx:
             yield conn
-    finally:
-        _write_lock.release()
 
 
 @contextmanager

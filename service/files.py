@@ -6,12 +6,14 @@ error, so the chaos suite has a deterministic FAILURE case (demo file 4).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 
 from .db import file_rows, files, read_conn, retry_db, write_tx
 
@@ -131,21 +133,27 @@ def visible(file_id: int, caller: str) -> bool:
     return True
 
 
+@functools.cache
+def _page_stmt(chunk: int) -> Any:
+    """One page of a file's rows, built once (an attempt reads its rows on every run)."""
+    return (select(file_rows.c.row_no, file_rows.c.data)
+            .where(file_rows.c.file_id == bindparam("fid"), file_rows.c.row_no > bindparam("after"))
+            .order_by(file_rows.c.row_no).limit(chunk))
+
+
 def iter_rows(file_id: int, chunk: int = ROWS_PER_TX) -> Iterator[tuple[int, str]]:
     """(row_no, data) in order, read ``chunk`` rows at a time: an attempt starts on its first rows at once and
     renews its lease between chunks (reading 150,000 rows in one go outlasted the lease before row 1)."""
     after = 0
+    stmt = _page_stmt(chunk)
     while True:
         def page(after: int = after) -> list[tuple[int, str]]:
             with read_conn() as c:
-                return [(r.row_no, r.data) for r in c.execute(
-                    select(file_rows.c.row_no, file_rows.c.data)
-                    .where(file_rows.c.file_id == file_id, file_rows.c.row_no > after)
-                    .order_by(file_rows.c.row_no).limit(chunk)).all()]
+                return [(r.row_no, r.data) for r in c.execute(stmt, {"fid": file_id, "after": after}).all()]
         batch = retry_db(page)
-        if not batch:
-            return
         yield from batch
+        if len(batch) < chunk:  # the last page (a small file's only one): no query to learn that it was
+            return
         after = batch[-1][0]
 
 

@@ -13,13 +13,14 @@ This module is the whole correctness story:
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .config import get_settings
@@ -206,32 +207,49 @@ def cancel(task_id: str, caller: str) -> tuple[str, dict | None]:
 
 
 # ------------------------------------------------------------- worker side
+# The worker's hot path runs statements built once, with bound parameters: building an expression and its cache
+# key on every call was most of a short task's CPU (0.8 ms of a 1.2 ms claim on its own).
+@functools.cache
+def _claim_stmt(fenced: bool) -> Any:
+    if fenced:
+        claimable = or_(tasks.c.status.in_((PENDING, RETRY)),
+                        and_(tasks.c.status == STARTED, tasks.c.lease_until < bindparam("b_now")))
+    else:  # CLAIM_FENCING=off (canary): every delivery starts a new attempt, even beside a live one
+        claimable = tasks.c.status.notin_(TERMINAL)
+    return (update(tasks)
+            .where(tasks.c.task_id == bindparam("b_tid"), tasks.c.mode == bindparam("b_mode"), claimable)
+            .values(status=STARTED, attempts=tasks.c.attempts + 1, lease_until=bindparam("b_lease"),
+                    updated_at=bindparam("b_now")).returning(tasks.c.attempts, tasks.c.file_id))
+
+
+_INSERT_EXECUTION = insert(executions)
+_STATE_OF = select(tasks.c.status, tasks.c.attempts).where(tasks.c.task_id == bindparam("b_tid"))
+_RENEW = (update(tasks).where(tasks.c.task_id == bindparam("b_tid"), tasks.c.attempts == bindparam("b_att"),
+                              tasks.c.status == STARTED).values(lease_until=bindparam("b_lease")))
+_SET_OUTCOME = (update(executions).where(executions.c.task_id == bindparam("b_tid"),
+                                         executions.c.attempt == bindparam("b_att"), executions.c.outcome.is_(None))
+                .values(outcome=bindparam("b_out"), finished_at=bindparam("b_fin")))
+
+
 def claim(task_id: str, worker: str, pid: int, mode: str) -> tuple[int, int] | None:
     """Try to start an attempt.  Returns (attempt, file_id) or None (fenced: ack and ignore)."""
     s = get_settings()
 
     def go() -> tuple[int, int] | None:
         now = time.time()
-        if s.claim_fencing:
-            claimable = or_(tasks.c.status.in_((PENDING, RETRY)),
-                            and_(tasks.c.status == STARTED, tasks.c.lease_until < now))
-        else:  # CLAIM_FENCING=off (canary): every delivery starts a new attempt, even beside a live one
-            claimable = tasks.c.status.notin_(TERMINAL)
         with write_tx() as c:
-            r = c.execute(update(tasks).where(tasks.c.task_id == task_id, tasks.c.mode == mode, claimable)
-                .values(status=STARTED, attempts=tasks.c.attempts + 1, lease_until=now + s.lease_seconds,
-                        updated_at=now))
-            if r.rowcount != 1:
+            claimed = c.execute(_claim_stmt(s.claim_fencing), {
+                "b_tid": task_id, "b_mode": mode, "b_now": now, "b_lease": now + s.lease_seconds}).first()
+            if claimed is None:
                 return None
-            attempt, file_id = c.execute(select(tasks.c.attempts, tasks.c.file_id)
-                                         .where(tasks.c.task_id == task_id)).one()
+            attempt, file_id = claimed
             if attempt > s.max_attempts:
                 c.execute(update(tasks).where(tasks.c.task_id == task_id).values(
                     status=FAILURE, lease_until=None, updated_at=now,
                     error=f"gave up: {attempt - 1} attempts started and none finished (max_attempts={s.max_attempts})"))
                 return None
-            c.execute(insert(executions).values(task_id=task_id, attempt=attempt, worker=worker, pid=pid,
-                                                started_at=now, finished_at=None, outcome=None))
+            c.execute(_INSERT_EXECUTION, {"task_id": task_id, "attempt": attempt, "worker": worker, "pid": pid,
+                                          "started_at": now, "finished_at": None, "outcome": None})
             return attempt, file_id
     return retry_db(go)
 
@@ -244,14 +262,13 @@ def check(task_id: str, attempt: int, renew: bool) -> str:
     def go() -> str:
         if renew:
             with write_tx() as c:
-                r = c.execute(update(tasks).where(
-                    tasks.c.task_id == task_id, tasks.c.attempts == attempt, tasks.c.status == STARTED)
-                    .values(lease_until=time.time() + get_settings().lease_seconds))
+                r = c.execute(_RENEW, {"b_tid": task_id, "b_att": attempt,
+                                       "b_lease": time.time() + get_settings().lease_seconds})
                 if r.rowcount == 1:
                     return "ok"
                 return _fenced_outcome(c, task_id, attempt)
         with read_conn() as c:
-            row = c.execute(select(tasks.c.status, tasks.c.attempts).where(tasks.c.task_id == task_id)).first()
+            row = c.execute(_STATE_OF, {"b_tid": task_id}).first()
         if row is not None and row.status == STARTED and row.attempts == attempt:
             return "ok"
         return "revoked" if row is not None and row.status == REVOKED and row.attempts == attempt else "fenced"
@@ -282,27 +299,46 @@ def record_row_effect(task_id: str, attempt: int, file_id: int, row_no: int, dat
 
 
 def _set_outcome(c: Any, task_id: str, attempt: int, outcome: str) -> None:
-    c.execute(update(executions).where(executions.c.task_id == task_id, executions.c.attempt == attempt,
-                                       executions.c.outcome.is_(None))
-              .values(outcome=outcome, finished_at=time.time()))
+    c.execute(_SET_OUTCOME, {"b_tid": task_id, "b_att": attempt, "b_out": outcome, "b_fin": time.time()})
 
 
 def _fenced_outcome(c: Any, task_id: str, attempt: int) -> str:
     """Why an attempt may not go on: "revoked" if *it* was cancelled, else "fenced" (superseded/expired)."""
-    row = c.execute(select(tasks.c.status, tasks.c.attempts).where(tasks.c.task_id == task_id)).first()
+    row = c.execute(_STATE_OF, {"b_tid": task_id}).first()
     return "revoked" if row is not None and row.status == REVOKED and row.attempts == attempt else "fenced"
 
 
-def _upsert_synced(c: Any, values: list[dict]) -> None:
-    if c.dialect.name == "postgresql":
+@functools.cache
+def _upsert_synced_stmt(dialect: str) -> Any:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     stmt = dialect_insert(synced_rows)
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[synced_rows.c.file_id, synced_rows.c.row_no],
         set_={"data": stmt.excluded.data, "task_id": stmt.excluded.task_id, "synced_at": stmt.excluded.synced_at})
-    c.execute(stmt, values)
+
+
+@functools.cache
+def _finish_stmt(fenced: bool) -> Any:
+    mine = (and_(tasks.c.attempts == bindparam("b_att"), tasks.c.status == STARTED) if fenced
+            else tasks.c.status.notin_((REVOKED, FAILURE)))
+    return (update(tasks).where(tasks.c.task_id == bindparam("b_tid"), mine)
+            .values(status=SUCCESS, lease_until=None, updated_at=bindparam("b_now"), error=None,
+                    result=bindparam("b_res")))
+
+
+@functools.cache
+def _insert_effects_stmt(fenced: bool, dialect: str) -> Any:
+    stmt = insert(sync_effects)
+    if not fenced and dialect == "sqlite":  # a second unfenced commit must not trip the unique constraint
+        stmt = stmt.prefix_with("OR IGNORE")
+    return stmt
+
+
+def _upsert_synced(c: Any, values: list[dict]) -> None:
+    c.execute(_upsert_synced_stmt(c.dialect.name), values)
 
 
 def finish_success(task_id: str, attempt: int, file_id: int, rows: list[tuple[int, str]]) -> str:
@@ -316,14 +352,9 @@ def finish_success(task_id: str, attempt: int, file_id: int, rows: list[tuple[in
 
     def go() -> str:
         now = time.time()
-        if fenced:
-            mine = and_(tasks.c.attempts == attempt, tasks.c.status == STARTED)
-        else:
-            mine = tasks.c.status.notin_((REVOKED, FAILURE))
         with write_tx() as c:
-            r = c.execute(update(tasks).where(tasks.c.task_id == task_id, mine)
-                .values(status=SUCCESS, lease_until=None, updated_at=now, error=None,
-                        result=json.dumps({"rows_synced": len(rows), "file_id": file_id})))
+            result = json.dumps({"rows_synced": len(rows), "file_id": file_id})
+            r = c.execute(_finish_stmt(fenced), {"b_tid": task_id, "b_att": attempt, "b_now": now, "b_res": result})
             if r.rowcount != 1:
                 outcome = _fenced_outcome(c, task_id, attempt)
                 _set_outcome(c, task_id, attempt, outcome)
@@ -331,11 +362,8 @@ def finish_success(task_id: str, attempt: int, file_id: int, rows: list[tuple[in
             if rows and not per_row:
                 _upsert_synced(c, [dict(file_id=file_id, row_no=n, data=d, task_id=task_id, synced_at=now)
                                    for n, d in rows])
-                stmt = insert(sync_effects)
-                if not fenced:  # a second unfenced commit must not trip the unique constraint
-                    stmt = stmt.prefix_with("OR IGNORE") if c.dialect.name == "sqlite" else stmt
-                c.execute(stmt, [dict(task_id=task_id, file_id=file_id, row_no=n, created_at=now)
-                                 for n, _ in rows])
+                c.execute(_insert_effects_stmt(fenced, c.dialect.name),
+                          [dict(task_id=task_id, file_id=file_id, row_no=n, created_at=now) for n, _ in rows])
             _set_outcome(c, task_id, attempt, "success")
             return "success"
     return retry_db(go)

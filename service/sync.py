@@ -1,9 +1,9 @@
 """One attempt of a sync task, shared by Celery workers and the API fallback.
 
 Rows are processed in memory (``ROW_WORK_MS`` each, so faults can land
-mid-task); before the first row and then every ``CHECK_EVERY_S`` the ledger
-is consulted, so a cancel or a lost lease stops the attempt within a tenth of
-a second.  Effects are only written by the final fenced commit, hence a
+mid-task); the claim checks the ledger (and takes the lease) just before the
+first row, then every ``CHECK_EVERY_S`` it is consulted again, so a cancel or
+a lost lease stops the attempt within a tenth of a second.  Effects are only written by the final fenced commit, hence a
 dying/revoked attempt commits nothing.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from .files import PoisonRowError, iter_rows, process_row
 
 log = logging.getLogger("service.sync")
 
-# How often an attempt consults the ledger (cancelled? lease still ours?): on its first row, then at most this
-# often. Every row was the cost of a DB read per row; the final commit is fenced either way.
+# How often an attempt consults the ledger (cancelled? lease still ours?) after its claim: at most this often.
+# Every row was the cost of a DB read per row; the final commit is fenced either way.
 CHECK_EVERY_S = 0.1
 
 
@@ -31,7 +31,7 @@ def run_attempt(task_id: str, attempt: int, file_id: int, stop: threading.Event 
         rows = iter_rows(file_id)
         done: list[tuple[int, str]] = []
         per_row = s.effects_mode == "per-row"
-        last_check = -CHECK_EVERY_S
+        last_check = last_renew  # the claim has just checked (and taken the lease): the next look in 0.1 s
         for row_no, data in rows:
             now = time.monotonic()
             renew = now - last_renew >= s.lease_seconds / 3

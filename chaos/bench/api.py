@@ -78,6 +78,23 @@ class TargetApi:
         r.raise_for_status()
         return list(r.json()["tasks"])
 
+    def finish_times(self, ids: Iterable[str], since: float, timeout: float = 300.0,
+                     success_only: bool = False) -> list[float]:
+        """Each of ``ids``' finish (epoch, its last execution's ``finished_at`` in the ledger), once all finished."""
+        want = set(ids)
+        states = ("SUCCESS",) if success_only else TERMINAL_STATES
+
+        def finished() -> list[dict[str, Any]] | None:
+            mine = [t for t in self.ledger(since) if t["task_id"] in want]
+            if len(mine) == len(want) and all(t["state"] in states for t in mine):
+                return mine
+            return None
+
+        # read every second: the ledger read costs the target CPU its workers want, and the times are its own
+        tasks = wait_for(finished, timeout, f"{len(want)} task(s) to finish", 1.0)
+        return [max(float(e["finished_at"]) for e in t["executions"] if e.get("finished_at")) for t in tasks
+                if any(e.get("finished_at") for e in t["executions"])]
+
     def finished_at(self, ids: Iterable[str], since: float, timeout: float = 300.0,
                     success_only: bool = False) -> float:
         """Epoch when the last of ``ids`` finished: the ledger's ``finished_at``, else when a status read saw it.
@@ -86,16 +103,9 @@ class TargetApi:
         time a task is seen terminal is an upper bound of its finish.
         """
         order = list(dict.fromkeys(ids))
-        want = set(order)
         states = ("SUCCESS",) if success_only else TERMINAL_STATES
         if self.has_ledger:
-            def finished() -> list[dict[str, Any]] | None:
-                mine = [t for t in self.ledger(since) if t["task_id"] in want]
-                if len(mine) == len(want) and all(t["state"] in states for t in mine):
-                    return mine
-                return None
-            tasks = wait_for(finished, timeout, f"{len(want)} task(s) to finish", 0.25)
-            return max(float(e["finished_at"]) for t in tasks for e in t["executions"] if e.get("finished_at"))
+            return max(self.finish_times(ids, since, timeout, success_only))
         last = 0.0
         deadline = time.monotonic() + timeout
         while order:

@@ -1,8 +1,10 @@
-"""End-to-end throughput: tasks through the target's API, then the same count through bare Celery."""
+"""Execution throughput: a backlog of tasks submitted through the target's API, then the same count through bare
+Celery, each queued before its workers start and timed at its steady finish rate."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -15,6 +17,7 @@ from chaos.bench.bare import BareWorkers
 from chaos.bench.broker import drain
 from chaos.bench.figures import median, rounded
 from chaos.bench.polling import wait_for
+from chaos.errors import ChaosError
 
 
 async def _submit_many(api: TargetApi, n: int, clients: int = 20) -> list[str]:
@@ -33,27 +36,50 @@ async def _submit_many(api: TargetApi, n: int, clients: int = 20) -> list[str]:
     return ids
 
 
-def api_throughput(api: TargetApi, n: int) -> float:
+def steady_rate(finishes: list[float]) -> float:
+    """Tasks per second between the 10th and the 90th percentile finish of a backlog: the workers' start (each
+    comes up at its own moment) and the last stragglers do not count."""
+    t = sorted(finishes)
+    if len(t) < 3:
+        raise ChaosError(f"{len(t)} finish times: too few for a rate")
+    i, j = int(0.1 * (len(t) - 1)), max(int(math.ceil(0.9 * (len(t) - 1))), int(0.1 * (len(t) - 1)) + 1)
+    return (j - i) / max(t[j] - t[i], 1e-6)
+
+
+def api_throughput(cluster: Any, api: TargetApi, n: int, workers: int) -> tuple[float, str]:
+    """(tasks/s, method). With a ledger: ``n`` tasks are submitted through the API while the target's workers are
+    stopped, then ``workers`` start and the backlog's steady finish rate is taken from the ledger (the submits,
+    which have a section of their own, and the workers' start do not count). Without one: end to end, submits
+    and status reads while the workers run (the client's own speed is part of that figure)."""
+    if not api.has_ledger:
+        cluster.set_worker_count(workers)
+        t0 = time.time()
+        ids = asyncio.run(_submit_many(api, n))
+        return n / (api.finished_at(ids, t0 - 0.001) - t0), "end to end through the API (no ledger)"
+    cluster.set_worker_count(0)
     since = time.time() - 0.001
-    t0 = time.time()
     ids = asyncio.run(_submit_many(api, n))
-    end = api.finished_at(ids, since)
-    return n / (end - t0)
+    cluster.set_worker_count(workers)
+    return steady_rate(api.finish_times(ids, since)), "queued backlog, steady finish rate (ledger)"
 
 
-def bare_throughput(bare: BareWorkers, cluster: Any, n: int, work_s: float) -> float:
+def bare_throughput(bare: BareWorkers, cluster: Any, n: int, work_s: float, workers: int, concurrency: int) -> float:
+    """The same backlog of ``n`` bare tasks, queued before the bare workers start, at its steady finish rate."""
     key = f"bench:done:{uuid.uuid4().hex}"
     r = cluster.redis.client(timeout=5.0)
     try:
-        t0 = time.time()
         for _ in range(n):
             bare.send(key, work_s)
-        wait_for(lambda: r.llen(key) >= n, 300, f"{n} bare tasks to finish", 0.05)
-        end = max(float(x) for x in r.lrange(key, 0, -1))
+        bare.start(workers, concurrency)
+        try:
+            wait_for(lambda: r.llen(key) >= n, 300, f"{n} bare tasks to finish", 0.05)
+        finally:
+            bare.stop()
+        finishes = [float(x) for x in r.lrange(key, 0, -1)]
         r.delete(key)
     finally:
         r.close()
-    return n / (end - t0)
+    return steady_rate(finishes)
 
 
 def measure_throughput(cluster: Any, api: TargetApi, bare: BareWorkers, n: int, work_s: float | None,
@@ -65,20 +91,19 @@ def measure_throughput(cluster: Any, api: TargetApi, bare: BareWorkers, n: int, 
     for w in worker_counts:
         cluster.set_worker_count(w)
         drain(cluster, api)
-        api_runs = [api_throughput(api, n) for _ in range(repeats)]
+        api_runs, method = [], ""
+        for _ in range(repeats):
+            rate, method = api_throughput(cluster, api, n, w)
+            api_runs.append(rate)
         a = median(api_runs)
         v: dict[str, Any] = {"tasks": n, "api_tasks_per_s": rounded(a, 2), "bare_tasks_per_s": None, "ratio": None,
-                             "api_runs": [rounded(x, 2) for x in api_runs], "bare_runs": []}
+                             "api_runs": [rounded(x, 2) for x in api_runs], "bare_runs": [], "method": method}
         if work_s is None:
             v["bare_skipped"] = bare_skipped or "the bare task's duration is unknown"
             say(f"    {label}, {w} worker(s) x{conc}: api {a:.1f}/s; bare skipped ({v['bare_skipped']})")
         else:
             cluster.set_worker_count(0)
-            bare.start(w, conc)
-            try:
-                bare_runs = [bare_throughput(bare, cluster, n, work_s) for _ in range(repeats)]
-            finally:
-                bare.stop()
+            bare_runs = [bare_throughput(bare, cluster, n, work_s, w, conc) for _ in range(repeats)]
             b = median(bare_runs)
             v.update(bare_tasks_per_s=rounded(b, 2), ratio=rounded(a / b, 3), bare_runs=[rounded(x, 2) for x in bare_runs])
             say(f"    {label}, {w} worker(s) x{conc}: api {a:.1f}/s, bare {b:.1f}/s, ratio {a / b:.2f}")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from chaos.bench.submit import _processes, _wrk, parse_wrk
+from chaos.errors import ChaosError
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -77,3 +78,14 @@ def test_wrk_sends_the_body_and_headers(url: str, tmp_path: Path):
     assert ok["rps"] > 0 and ok["non_2xx"] == 0
     refused = _wrk(url, {"a": 1}, {"Authorization": "Bearer wrong"}, 2, 1.0, "POST", tmp_path)
     assert refused["non_2xx"] > 0
+
+
+def test_the_steady_rate_leaves_out_the_start_and_the_stragglers():
+    from chaos.bench.throughput import steady_rate
+
+    # 100 tasks at 10 ms each, after a 2 s start; the last one a second late
+    finishes = [2.0 + 0.01 * i for i in range(99)] + [4.0]
+    assert abs(steady_rate(finishes) - 100.0) < 1.0
+    assert abs(steady_rate([5.0, 1.0, 3.0]) - 0.5) < 1e-9  # unsorted, tiny: the whole span
+    with pytest.raises(ChaosError):
+        steady_rate([1.0, 2.0])
