@@ -8,6 +8,7 @@ Engines are cached per PID because Celery's prefork pool forks after import.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import random
 import threading
@@ -272,8 +273,13 @@ def _lock_fd() -> int | None:
     pid = os.getpid()
     if pid not in _lock_files:
         database = get_engine().url.database if get_settings().is_sqlite else None
-        _lock_files[pid] = (os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
-                            if database and database != ":memory:" else None)
+        fd = None
+        if database and database != ":memory:":
+            try:
+                fd = os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:  # a read-only directory, say: SQLite's own locking still holds
+                logging.getLogger("service.db").warning("no writer lock file beside %s (%s)", database, exc)
+        _lock_files[pid] = fd
     return _lock_files[pid]
 
 
