@@ -202,6 +202,19 @@ def create_many_now(requests: Sequence[tuple[str, int, int, str | None]]) -> lis
     return ledger.create_tasks_now(requests)  # type: ignore[return-value]
 
 
+def warm_submit_path() -> None:
+    """On the event loop, at start-up: the no-wait writer connection and this thread's task message template."""
+    from .db import WouldWait, write_tx_nowait
+    from .wire import encode
+
+    encode("warm-up", 5)
+    try:
+        with write_tx_nowait():
+            pass
+    except WouldWait:  # a worker is writing: the first submit opens it instead
+        pass
+
+
 def create_many(requests: Sequence[tuple[str, int, int, str | None]]) -> list[Created | Exception]:
     """The submits' group-commit write (main.py): each one's file check, then the task rows of those the caller
     may see in one transaction. (None, None) for a file the caller may not see."""

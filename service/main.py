@@ -23,7 +23,7 @@ log = logging.getLogger("service")
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    from .api import create_many, create_many_now
+    from .api import create_many, create_many_now, warm_submit_path
     from .db import init_schema
     from .group_commit import GroupCommit
     from .health import HealthMonitor
@@ -46,6 +46,7 @@ async def lifespan(app: FastAPI):
     app.state.submits = submits = GroupCommit(create_many, write_now=create_many_now, name="submit-rows")
     await health.refresh()
     await publisher.warm_up(connect=health.redis_up)
+    warm_submit_path()  # the first submits after a (re)start pay no connection or message-template set-up
     # FALLBACK_STORE=memory (canary knob): another API's fallback tasks are not re-adopted on start
     resumed = await runner.resume_orphans() if s.fallback and s.fallback_store == "durable" else 0
     if resumed:

@@ -170,7 +170,8 @@ class Publisher:
         finally:
             timer.cancel()
 
-    WARM_CONNECTIONS = 8
+    WARM_CONNECTIONS = 8  # kombu producers (the sweeper's send_task): within its pool of 10
+    WARM_LPUSH_CONNECTIONS = 32  # the submits' own LPUSH pool: a burst of 32 pays no connect through the links
     LAG_CAP_S = 0.5  # the longest a publish waits on a Redis that answers pings (below the 0.8 s outage bound)
 
     def _warm_blocking(self) -> None:
@@ -190,7 +191,7 @@ class Publisher:
         try:
             await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self.pool, self._warm_blocking), 3.0)
             if self.sender is not None:
-                await asyncio.wait_for(self.sender.warm(self.WARM_CONNECTIONS), 3.0)
+                await asyncio.wait_for(self.sender.warm(self.WARM_LPUSH_CONNECTIONS), 3.0)
         except Exception as exc:  # noqa: BLE001
             log.warning("broker warm-up failed: %r", exc)
 
@@ -207,7 +208,7 @@ class Publisher:
 
     async def _rewarm_sender(self) -> None:
         try:
-            await asyncio.wait_for(self.sender.warm(self.WARM_CONNECTIONS), 3.0)  # type: ignore[union-attr]
+            await asyncio.wait_for(self.sender.warm(self.WARM_LPUSH_CONNECTIONS), 3.0)  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001
             log.info("broker re-warm failed: %r", exc)
 
