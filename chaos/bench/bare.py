@@ -104,10 +104,22 @@ class BareWorkers:
                 return log.with_suffix(".ready").exists()
             wait_for(ready, 60, "a bare Celery worker to be ready", 0.1)
 
-    def stop(self) -> None:
+    def stop(self, patience: float = 10.0) -> None:
+        """A warm shutdown (SIGTERM), then SIGKILL for what is left after ``patience`` s. Killed at once, a worker
+        that had just run its last task had not always sent its ack: the message stayed in kombu's unacked hash
+        and the next drain waited for it until it timed out."""
         for p, _ in self.procs:
             try:
-                os.killpg(p.pid, signal.SIGKILL)
+                os.killpg(p.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for p, _ in self.procs:
+            try:
+                p.wait(patience)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(p.pid, signal.SIGKILL)  # the pool children too, whatever the main process did
             except (ProcessLookupError, PermissionError):
                 pass
             try:
