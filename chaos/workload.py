@@ -240,9 +240,9 @@ class Workload(BaseWorkload):
                 marks.setdefault(event, time.monotonic())
 
         async with self._sem:
-            r = await self._clients[process % len(self._clients)].request(
-                method, self.base_url() + path, timeout=self.request_timeout,
-                                           extensions={"trace": trace}, **kw)
+            client = self._clients[process % len(self._clients)]
+            r = await client.request(method, self.base_url() + path, timeout=self.request_timeout,
+                                     extensions={"trace": trace}, **kw)
         began = marks.get("connection.connect_tcp.started", marks.get("http11.send_request_headers.started"))
         answered = marks.get("http11.receive_response_headers.complete")
         if began is not None and answered is not None:
@@ -278,12 +278,13 @@ class Workload(BaseWorkload):
         task_id = str(data.get(self.http.task_id_field) or "")
         if not task_id:
             self.recorder.info(inv, value={"status_code": r.status_code, "body": data, "unparseable": True},
-                               error=f"no {self.http.task_id_field!r} in the reply: {r.text[:200]}", latency=lat)
+                               error=f"no {self.http.task_id_field!r} in the reply: {r.text[:200]}",
+                               latency=lat)
             return None
         status = data.get(self.http.status_field)
-        self.recorder.ok(inv, task_id=task_id, value={
+        self.recorder.ok(inv, task_id=task_id, latency=lat, value={
             "task_id": task_id, "status": None if status is None else self.http.canonical_status(status),
-            "mode": data.get(self.http.mode_field) if self.http.mode_field else None, "status_code": r.status_code}, latency=lat)
+            "mode": data.get(self.http.mode_field) if self.http.mode_field else None, "status_code": r.status_code})
         self.acknowledged.setdefault(task_id, process)
         return task_id
 
@@ -291,7 +292,8 @@ class Workload(BaseWorkload):
                      probe: str | None = None) -> str | None:
         inv = self.recorder.invoke(process, f, task_id=task_id, value={"probe": probe} if probe else None)
         try:
-            r = await self._request(process, "GET", self.http.status_path.format(task_id=task_id), headers=self._headers())
+            r = await self._request(process, "GET", self.http.status_path.format(task_id=task_id),
+                                    headers=self._headers())
         except httpx.HTTPError as exc:
             self.recorder.complete(inv, classify(exc), error=f"{type(exc).__name__}: {exc}")
             return None
@@ -302,21 +304,23 @@ class Workload(BaseWorkload):
             return "NOT_FOUND"
         if r.status_code != 200:
             phase = "info" if r.status_code >= 500 else "fail"
-            self.recorder.complete(inv, phase, value={"status_code": r.status_code}, error=r.text[:300], latency=lat)
+            self.recorder.complete(inv, phase, value={"status_code": r.status_code}, error=r.text[:300],
+                                   latency=lat)
             return None
         data = _json(r)
         raw = data.get(self.http.status_field)
         if raw is None:  # not JSON, or JSON without the status: the client learnt nothing
             self.recorder.info(inv, value={"status_code": r.status_code, "unparseable": True},
-                               error=f"no {self.http.status_field!r} in the reply: {r.text[:200]}", latency=lat)
+                               error=f"no {self.http.status_field!r} in the reply: {r.text[:200]}",
+                               latency=lat)
             return None
         status = self.http.canonical_status(raw)
         result = data.get(self.http.result_field) if self.http.result_field else None
-        self.recorder.ok(inv, value={"status": status, "status_code": 200, "raw_status": raw,
+        self.recorder.ok(inv, latency=lat, value={"status": status, "status_code": 200, "raw_status": raw,
                                      "mode": data.get(self.http.mode_field) if self.http.mode_field else None,
                                      "attempts": data.get("attempts"),
                                      "error": data.get("error") or (str(result)[:300] if result is not None
-                                                                    and status == "FAILURE" else None)}, latency=lat)
+                                                                    and status == "FAILURE" else None)})
         self.last_status[task_id] = status
         return status
 
@@ -325,8 +329,8 @@ class Workload(BaseWorkload):
             return False  # the target declares no cancel: scenarios that need one are n/a, nothing is sent
         inv = self.recorder.invoke(process, "cancel", task_id=task_id)
         try:
-            r = await self._request(process, self.http.cancel.method, self.http.cancel.path.format(task_id=task_id),
-                                    headers=self._headers())
+            r = await self._request(process, self.http.cancel.method,
+                                    self.http.cancel.path.format(task_id=task_id), headers=self._headers())
         except httpx.HTTPError as exc:
             self.recorder.complete(inv, classify(exc), error=f"{type(exc).__name__}: {exc}")
             return False
@@ -337,7 +341,8 @@ class Workload(BaseWorkload):
                                          "status_code": r.status_code}, latency=lat)
             return True
         phase = "info" if r.status_code >= 500 else "fail"
-        self.recorder.complete(inv, phase, value={"status_code": r.status_code}, error=r.text[:300], latency=lat)
+        self.recorder.complete(inv, phase, value={"status_code": r.status_code}, error=r.text[:300],
+                               latency=lat)
         return False
 
     async def warm_up(self, connections: int) -> None:

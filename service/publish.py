@@ -81,13 +81,12 @@ class Publisher:
         self.breaker = CircuitBreaker(s.breaker_open_seconds)
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="publish")
         self.control_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="revoke")
-        # bounded publishing to Redis goes out on the event loop (service/wire.py); any other broker, or the
-        # unbounded canary, through send_task in the thread pool
+        # bounded publishing goes out on the event loop (service/wire.py; redis-py takes every Redis URL the
+        # config accepts); the unbounded canary goes through send_task in the thread pool
         url = str(app.conf.broker_url or "")
         self._background: set[asyncio.Task] = set()
         self.health: HealthMonitor | None = None  # set in main.py: tells a late publish from an outage
-        self.sender = (AsyncSender(url, s.api_broker_socket_timeout)
-                       if self.bounded and url.startswith("redis://") else None)
+        self.sender = AsyncSender(url, s.api_broker_socket_timeout) if self.bounded else None
 
     def _send(self, task_id: str, priority: int) -> None:
         policy = {} if self.bounded else {"retry_policy": CELERY_DEFAULT_RETRY_POLICY}
@@ -119,18 +118,6 @@ class Publisher:
                 return f"publish failed: {type(exc).__name__}: {exc}"
         if self.breaker.is_open:
             return "broker circuit breaker open (Redis recently unreachable)"
-        if self.sender is None:  # not Redis: send_task in the pool, bounded by a plain wait
-            try:
-                await asyncio.wait_for(loop.run_in_executor(self.pool, self._send, task_id, priority), self.timeout)
-                self.breaker.record_success()
-                return None
-            except asyncio.TimeoutError:
-                self.breaker.record_timeout()
-                return f"publish timed out after {self.timeout * 1000:.0f} ms"
-            except Exception as exc:  # noqa: BLE001
-                log.warning("publish of %s failed (%r)", task_id, exc)
-                self.breaker.trip()
-                return f"publish failed: {type(exc).__name__}: {exc}"
         # The LPUSH is awaited in this task itself (a task and a wait per submit cost more than the send); a
         # timer at the bound decides and, for an outage, cancels this task's wait.
         started = time.monotonic()
@@ -152,7 +139,7 @@ class Publisher:
 
         timer = loop.call_later(self.timeout, past_bound)
         try:
-            await self.sender.send(task_id, priority)
+            await self.sender.send(task_id, priority)  # type: ignore[union-attr] - bounded: always a sender
             self.breaker.record_success()
             return None
         except asyncio.CancelledError:

@@ -3,8 +3,9 @@
 Rows are processed in memory (``ROW_WORK_MS`` each, so faults can land
 mid-task); the claim checks the ledger (and takes the lease) just before the
 first row, then every ``CHECK_EVERY_S`` it is consulted again, so a cancel or
-a lost lease stops the attempt within a tenth of a second.  Effects are only written by the final fenced commit, hence a
-dying/revoked attempt commits nothing.
+a lost lease stops the attempt within a tenth of a second.  Effects are only
+written by the final fenced commit, hence a dying/revoked attempt commits
+nothing.
 """
 from __future__ import annotations
 

@@ -25,6 +25,12 @@ from kombu.serialization import dumps
 from .celery_app import PRIORITY_STEPS, QUEUE, QUEUE_SEP, SYNC_TASK, app, redis_priority
 
 
+def _queue_key(pri: int) -> str:
+    """The list kombu keeps a message of Redis priority ``pri`` in: its step at or below it."""
+    step = PRIORITY_STEPS[bisect.bisect(PRIORITY_STEPS, pri) - 1]
+    return f"{QUEUE}{QUEUE_SEP}{step}" if step else QUEUE
+
+
 def _build(task_id: str, priority: int, delivery_tag: str) -> tuple[str, str]:
     """(list key, payload), built the way Celery and kombu build it."""
     m = app.amqp.create_task_message(task_id, SYNC_TASK, [task_id], {}, ignore_result=True,
@@ -36,8 +42,7 @@ def _build(task_id: str, priority: int, delivery_tag: str) -> tuple[str, str]:
     raw = body if isinstance(body, bytes) else body.encode(content_encoding or "utf-8")
     message = {"body": base64.b64encode(raw).decode(), "content-encoding": content_encoding,
                "content-type": content_type, "headers": m.headers, "properties": properties}
-    step = PRIORITY_STEPS[bisect.bisect(PRIORITY_STEPS, pri) - 1]  # kombu's step at or below it
-    return (f"{QUEUE}{QUEUE_SEP}{step}" if step else QUEUE), json.dumps(message)
+    return _queue_key(pri), json.dumps(message)
 
 
 # Building the message costs more than the rest of a submit (Celery's headers, saferepr, the origin's hostname
@@ -73,8 +78,7 @@ def encode(task_id: str, priority: int) -> tuple[str, str]:
     pri = redis_priority(priority)
     fill = {_ID: task_id, _ID + "-body": base64.b64encode(body.replace(_ID, task_id).encode()).decode(),
             _TAG: str(uuid.uuid4()), _PRI: str(pri)}
-    step = PRIORITY_STEPS[bisect.bisect(PRIORITY_STEPS, pri) - 1]  # kombu's step at or below it
-    return (f"{QUEUE}{QUEUE_SEP}{step}" if step else QUEUE), "".join(fill.get(part, part) for part in cut)
+    return _queue_key(pri), "".join(fill.get(part, part) for part in cut)
 
 
 class AsyncSender:

@@ -42,7 +42,8 @@ def steady_rate(finishes: list[float]) -> float:
     t = sorted(finishes)
     if len(t) < 3:
         raise ChaosError(f"{len(t)} finish times: too few for a rate")
-    i, j = int(0.1 * (len(t) - 1)), max(int(math.ceil(0.9 * (len(t) - 1))), int(0.1 * (len(t) - 1)) + 1)
+    i = int(0.1 * (len(t) - 1))
+    j = max(math.ceil(0.9 * (len(t) - 1)), i + 1)
     return (j - i) / max(t[j] - t[i], 1e-6)
 
 

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -18,20 +17,21 @@ from tests.service.conftest import ROOT
 
 def test_submits_that_arrive_during_a_write_share_the_next_one():
     calls: list[list[int]] = []
-    gate = threading.Event()
+    writing, gate = threading.Event(), threading.Event()
 
     def write_many(items):
         calls.append(list(items))
         if len(calls) == 1:
+            writing.set()
             gate.wait(5)  # the first write is slow: the others pile up behind it
         return [i * 10 for i in items]
 
     async def main():
         gc = GroupCommit(write_many)
         first = asyncio.ensure_future(gc.submit(0))
-        await asyncio.sleep(0.05)
+        await asyncio.to_thread(writing.wait, 5)  # the first write is under way
         rest = [asyncio.ensure_future(gc.submit(i)) for i in range(1, 21)]
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # each of them queues its item and waits
         gate.set()
         got = await asyncio.gather(first, *rest)
         await gc.close()
@@ -63,19 +63,22 @@ def test_an_error_reaches_its_own_caller_and_a_failed_write_every_caller_of_it()
 
 def test_a_caller_that_goes_away_does_not_undo_its_write():
     written: list[str] = []
+    writing, gate = threading.Event(), threading.Event()
 
     def write_many(items):
-        time.sleep(0.1)
+        writing.set()
+        gate.wait(5)
         written.extend(items)
         return list(items)
 
     async def main():
         gc = GroupCommit(write_many)
         t = asyncio.ensure_future(gc.submit("x"))
-        await asyncio.sleep(0.02)
+        await asyncio.to_thread(writing.wait, 5)  # its write is under way
         t.cancel()
         with pytest.raises(asyncio.CancelledError):
             await t
+        gate.set()
         assert await gc.submit("y") == "y"
         await gc.close()
 
