@@ -198,6 +198,15 @@ WIRE_EVENTS = ("connection.connect_tcp.started", "http11.send_request_headers.st
                "http11.receive_response_headers.complete")
 ANSWERED_IN = "celery_chaos.answered_in"
 
+# A kept-alive connection is dropped by this client after KEEPALIVE_EXPIRY_S idle, before the server drops it:
+# uvicorn closes one after 5 s idle, gunicorn after 2 s, and httpx's own default was the same 5 s. A request sent
+# as the server closes gets "Server disconnected without sending a response": the drain after a quiet 5 s lost
+# the final read of a task that had finished (the gate said UNKNOWN for a healthy app).
+KEEPALIVE_EXPIRY_S = 1.0
+# What a reused connection the server closed under the request raises before any answer (RFC 9110 9.2.2: a
+# client may retry an idempotent request then, as browsers and urllib3 do).
+STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
 
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
@@ -241,8 +250,15 @@ class Workload(BaseWorkload):
 
         async with self._sem:
             client = self._clients[process % len(self._clients)]
-            r = await client.request(method, self.base_url() + path, timeout=self.request_timeout,
-                                     extensions={"trace": trace}, **kw)
+            try:
+                r = await client.request(method, self.base_url() + path, timeout=self.request_timeout,
+                                         extensions={"trace": trace}, **kw)
+            except STALE_CONNECTION:
+                if method != "GET" or "connection.connect_tcp.started" in marks:
+                    raise  # a fresh connection that fails is the target's answer; a submit may have landed
+                marks.clear()  # a read on a connection the server had just closed: once more, on a new one
+                r = await client.request(method, self.base_url() + path, timeout=self.request_timeout,
+                                         extensions={"trace": trace}, **kw)
         began = marks.get("connection.connect_tcp.started", marks.get("http11.send_request_headers.started"))
         answered = marks.get("http11.receive_response_headers.complete")
         if began is not None and answered is not None:
@@ -370,7 +386,7 @@ class Workload(BaseWorkload):
         of its own to get a burst of 100 requests through its pool (the target answered within 0.2 s); 100
         clients of one connection took 0.13 s. They share one TLS context (each would build its own)."""
         self._sem = asyncio.Semaphore(self.concurrency)
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_EXPIRY_S)
         tls = _tls_context()
         async with contextlib.AsyncExitStack() as stack:
             self._clients = [await stack.enter_async_context(httpx.AsyncClient(limits=limits, verify=tls))
