@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Header, HTTPException, Query, Request, UploadFile, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import ledger
@@ -245,7 +245,7 @@ def create_many(requests: Sequence[tuple[str, int, int, str | None]]) -> list[Cr
     422: _err("a malformed body or header, or a blank Idempotency-Key", InvalidRequest),
     503: _err("an unexpected error, or (FALLBACK=off) the task could not be published: `task not accepted: …`")})
 async def submit(request: Request, body: SyncRequest, caller: Caller,
-                 idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> dict:
+                 idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> Any:
     if idempotency_key is not None and not idempotency_key.strip():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="Idempotency-Key must not be blank")
     task, outcome = await request.app.state.submits.submit((caller, body.file_id, body.priority, idempotency_key))
@@ -268,7 +268,14 @@ async def submit(request: Request, body: SyncRequest, caller: Caller,
         if await asyncio.to_thread(ledger.mark_fallback, task["task_id"]):
             st.runner.schedule(task["task_id"])
             mode = ledger.FALLBACK
-    return {"celery_task_id": task["task_id"], "status": ledger.PENDING, "mode": mode}
+    return _accepted(task["task_id"], mode)
+
+
+def _accepted(task_id: str, mode: str) -> Response:
+    """The 202 of an accepted submit, as ``Submitted``: rendered here, since FastAPI's validation and
+    serialization of a response model took a tenth of the submit's time on the event loop."""
+    body = b'{"celery_task_id":%s,"status":"PENDING","mode":"%s"}' % (json.dumps(task_id).encode(), mode.encode())
+    return Response(body, status_code=status.HTTP_202_ACCEPTED, media_type="application/json")
 
 
 @router.get("/api/data-sync/task-status/{task_id}", response_model=TaskView, responses={
