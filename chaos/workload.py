@@ -250,15 +250,15 @@ class Workload(BaseWorkload):
 
         async with self._sem:
             client = self._clients[process % len(self._clients)]
+            send = functools.partial(client.request, method, self.base_url() + path,
+                                     timeout=self.request_timeout, extensions={"trace": trace}, **kw)
             try:
-                r = await client.request(method, self.base_url() + path, timeout=self.request_timeout,
-                                         extensions={"trace": trace}, **kw)
+                r = await send()
             except STALE_CONNECTION:
                 if method != "GET" or "connection.connect_tcp.started" in marks:
                     raise  # a fresh connection that fails is the target's answer; a submit may have landed
                 marks.clear()  # a read on a connection the server had just closed: once more, on a new one
-                r = await client.request(method, self.base_url() + path, timeout=self.request_timeout,
-                                         extensions={"trace": trace}, **kw)
+                r = await send()
         began = marks.get("connection.connect_tcp.started", marks.get("http11.send_request_headers.started"))
         answered = marks.get("http11.receive_response_headers.complete")
         if began is not None and answered is not None:
