@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -338,35 +339,49 @@ class WouldWait(Exception):
 _nowait: dict[int, Connection] = {}
 
 
-def _nowait_connection() -> Connection | None:
-    """This process's connection that never waits: SQLite's busy timeout 0 and no WAL checkpoints on its commits
-    (the other connections checkpoint). None on another database."""
+def _nowait_connection() -> Any | None:
+    """This process's sqlite3 connection that never waits: SQLite's busy timeout 0 and no WAL checkpoints on its
+    commits (the other connections checkpoint). None on another database."""
     if not get_settings().is_sqlite:
         return None
     conn = _nowait.get(os.getpid())
     if conn is None:
-        conn = get_engine().connect()
-        raw = conn.connection.driver_connection  # straight to sqlite3: a SQLAlchemy statement would BEGIN first
+        conn = get_engine().connect()  # pooled by SQLAlchemy (closed with the engine), used raw below
+        raw = conn.connection.driver_connection
         raw.execute("PRAGMA busy_timeout=0")
         raw.execute("PRAGMA wal_autocheckpoint=0")
         _nowait[os.getpid()] = conn
-    return conn
+    return conn.connection.driver_connection
 
 
 @contextmanager
 def write_tx_nowait():
     """``write_tx`` for the event loop itself, where a hop to a thread costs more than a short write: raises
-    WouldWait, having written nothing, when another thread of this process or another process holds the lock."""
-    conn = _nowait_connection()
-    if conn is None:
+    WouldWait, having written nothing, when another thread of this process or another process holds the lock.
+
+    Yields the raw sqlite3 connection in a BEGIN IMMEDIATE transaction (statements with ``?`` parameters):
+    SQLAlchemy's statement handling cost more of a submit's time on the loop than SQLite's insert itself."""
+    raw = _nowait_connection()
+    if raw is None:
         raise WouldWait
     with _writer(blocking=False):
         try:
-            tx = conn.begin()  # BEGIN IMMEDIATE: busy at once while a writer outside the file lock holds SQLite's
-        except OperationalError as exc:
+            raw.execute("BEGIN IMMEDIATE")  # busy at once while a writer outside the file lock holds SQLite's
+        except sqlite3.OperationalError as exc:
             raise WouldWait from exc
-        with tx:
-            yield conn
+        try:
+            yield raw
+        except BaseException:
+            raw.execute("ROLLBACK")
+            raise
+        raw.execute("COMMIT")
+
+
+def insert_sql(table: Table, columns: tuple[str, ...]) -> str:
+    """A plain ``INSERT`` of ``columns`` into ``table`` with ``?`` parameters, for ``write_tx_nowait``."""
+    for name in columns:
+        table.c[name]  # noqa: B018 - a KeyError here, at import, for a column the table does not have
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 @contextmanager

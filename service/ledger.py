@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from .config import get_settings
 from .db import (
     WouldWait,
     executions,
     files,
+    insert_sql,
     locks,
     read_conn,
     retry_db,
@@ -85,11 +87,15 @@ def create_task(caller: str, file_id: int, priority: int, idem_key: str | None) 
     return retry_db(go)
 
 
+NEW_TASK_COLUMNS = ("task_id", "caller", "file_id", "priority", "status", "mode", "attempts", "dispatched_at",
+                    "idempotency_key", "created_at", "updated_at")
+_INSERT_TASK_NOW = insert_sql(tasks, NEW_TASK_COLUMNS)
+
+
 def _new_task(caller: str, file_id: int, priority: int, idem_key: str | None) -> dict[str, Any]:
     now = time.time()
-    return dict(task_id=str(uuid.uuid4()), caller=caller, file_id=file_id, priority=priority, status=PENDING,
-                mode=CELERY, attempts=0, dispatched_at=now, idempotency_key=idem_key, created_at=now,
-                updated_at=now)
+    return dict(zip(NEW_TASK_COLUMNS, (str(uuid.uuid4()), caller, file_id, priority, PENDING, CELERY, 0, now,
+                                       idem_key, now, now), strict=True))
 
 
 def create_tasks(requests: Sequence[tuple[str, int, int, str | None]]) -> list[tuple[dict, str] | Exception]:
@@ -123,8 +129,8 @@ def create_tasks_now(requests: Sequence[tuple[str, int, int, str | None]]) -> li
     rows = [_new_task(*r) for r in requests]
     try:
         with write_tx_nowait() as c:
-            c.execute(_INSERT_TASK, rows)
-    except (WouldWait, IntegrityError, OperationalError):
+            c.executemany(_INSERT_TASK_NOW, [tuple(row.values()) for row in rows])
+    except (WouldWait, sqlite3.IntegrityError, sqlite3.OperationalError):
         return None
     return [(row, CREATED) for row in rows]
 
