@@ -79,6 +79,11 @@ def wait_service_ok(c, timeout: float = 60.0) -> dict:
 
 @pytest.fixture
 def healthy(cluster) -> Iterator:
+    """The module's cluster as each test needs it: every worker running, the service reporting ok. A worker an
+    earlier test left dead is started again, so one test's failure does not fail the tests after it."""
+    for w in cluster.workers:
+        if not w.alive():
+            w.start()
     wait_service_ok(cluster)
     yield cluster
     cluster.heal()
@@ -218,7 +223,8 @@ def test_cut_and_heal_the_workers_link(healthy) -> None:
     finally:
         c.proxy.heal("workers_redis")
     got = wait_status(c.api_url, tid, timeout=60)
-    assert got == "SUCCESS", f"{got} 60s after heal; worker log tail:\n{c.workers[0].log_tail(40)}"
+    alive = "alive" if c.workers[0].alive() else "exited"
+    assert got == "SUCCESS", f"{got} 60s after heal, worker {alive}; its log tail:\n{c.workers[0].log_tail(40)}"
 
 
 def test_api_restart_rereads_its_endpoint(healthy) -> None:
