@@ -75,6 +75,10 @@ class BaseWorkload:
         self.quiesce_deadline = math.inf
         self.t0 = time.monotonic()  # the scenario's clock: reset once the client is ready (``started``)
         self.started = threading.Event()
+        # every plan's submit has been answered (or given up): the runner's own looks wait for it, so a burst's
+        # latency is the target's, not this process's heal, health and settling work sharing its CPU
+        self.submitted = threading.Event()
+        self._submits_left = 0
         # Keys are scoped to this run: a key reused by a later run must not resolve to an earlier run's task.
         self.key_scope = uuid.uuid4().hex[:8]
         self.acknowledged: dict[str, int] = {}  # task id -> process
@@ -127,8 +131,10 @@ class BaseWorkload:
             if task_id is not None or time.monotonic() > self.quiesce_deadline:
                 break
             if not self.keyed(plan) or self._refused(process):
+                self._submit_done()
                 return  # not retried: without a key it may exist (info); a 4xx refusal will not change
             await asyncio.sleep(self.poll_interval)  # with a key, retrying is safe: that is what keys are for
+        self._submit_done()
         if task_id is None:
             return
         acked = time.monotonic()
@@ -143,21 +149,32 @@ class BaseWorkload:
                 return
             await asyncio.sleep(self.poll_interval)
 
+    def _submit_done(self) -> None:
+        self._submits_left -= 1
+        if self._submits_left <= 0:
+            self.submitted.set()
+
     async def run(self, plans: list[TaskPlan], unknown_probes: int = 0) -> None:
         """Run every plan to its end: terminal, or the quiesce deadline. Then one final ``drain`` read each.
 
         ``unknown_probes`` status reads of random ids nobody submitted must answer NOT_FOUND (never PENDING).
         """
-        async with self._session():
-            try:
-                await self.warm_up(min(self.concurrency, len(plans) + unknown_probes))
-            finally:
-                self.t0 = time.monotonic()  # the plans' ``at`` and the fault schedule count from here
-                self.started.set()
-            probes = [self.status(len(plans) + i, str(uuid.uuid4()), probe="unknown-id")
-                      for i in range(unknown_probes)]
-            await asyncio.gather(*(self._one(i, p) for i, p in enumerate(plans)), *probes)
-            await self._drain_reads()
+        self._submits_left = len(plans)
+        if not plans:
+            self.submitted.set()
+        try:
+            async with self._session():
+                try:
+                    await self.warm_up(min(self.concurrency, len(plans) + unknown_probes))
+                finally:
+                    self.t0 = time.monotonic()  # the plans' ``at`` and the fault schedule count from here
+                    self.started.set()
+                probes = [self.status(len(plans) + i, str(uuid.uuid4()), probe="unknown-id")
+                          for i in range(unknown_probes)]
+                await asyncio.gather(*(self._one(i, p) for i, p in enumerate(plans)), *probes)
+                await self._drain_reads()
+        finally:
+            self.submitted.set()
 
     async def _drain_reads(self) -> None:
         """One final ``drain`` status read of every acknowledged task."""
