@@ -158,9 +158,9 @@ class Publisher:
             timer.cancel()
 
     WARM_CONNECTIONS = 8  # kombu producers (the sweeper's send_task): within its pool of 10
-    # the submits' own LPUSH pool, one connection per publish in flight: a burst of 100 pays no connect through
-    # the links (with 32, the first burst of 100 after a start took 216-294 ms against 90-160 ms warm; 113-184)
-    WARM_LPUSH_CONNECTIONS = 128
+    # the submits' own LPUSH pool: a burst's LPUSHes (one per priority list and loop turn, service/wire.py) pay
+    # no connect through the links; the first burst of 100 after a start took 134-156 ms, warm ones 96-153 ms
+    WARM_LPUSH_CONNECTIONS = 32
     LAG_CAP_S = 0.5  # the longest a publish waits on a Redis that answers pings (below the 0.8 s outage bound)
 
     def _warm_blocking(self) -> None:

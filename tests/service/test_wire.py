@@ -60,3 +60,64 @@ def test_the_filled_in_message_is_the_one_celery_builds(task_id):
         ours = json.loads(payload)
         want_key, want = _build(task_id, priority, ours["properties"]["delivery_tag"])
         assert key == want_key and ours == json.loads(want)
+
+
+BATCH = r'''
+import asyncio, json, socket
+import redis
+from service.celery_app import app, redis_priority
+from service.wire import AsyncSender, _queue_key
+from service.sweeper import _msg_id
+
+url = app.conf.broker_url
+r = redis.Redis.from_url(url)
+r.flushdb()
+r.config_resetstat()
+
+
+async def burst():
+    sender = AsyncSender(url, 0.5)
+    try:
+        # 30 submits in one turn of the loop (a burst), then 3 more one at a time
+        await asyncio.gather(*(sender.send(f"t-{i}", i % 3) for i in range(30)))
+        for i in range(30, 33):
+            await sender.send(f"t-{i}", 0)
+    finally:
+        await sender.close()
+
+asyncio.run(burst())
+lpush = r.info("commandstats").get("cmdstat_lpush", {}).get("calls", 0)
+# kombu pops from the tail: the order a worker receives each list in
+order = {str(p): [_msg_id(m) for m in reversed(r.lrange(_queue_key(redis_priority(p)), 0, -1))] for p in range(3)}
+
+with socket.socket() as s:  # a port nothing listens on: every caller of the push hears of the failure
+    s.bind(("127.0.0.1", 0))
+    dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+
+
+async def refused():
+    sender = AsyncSender(dead, 0.5)
+    try:
+        return [type(x).__name__ for x in
+                await asyncio.gather(*(sender.send(f"d-{i}", 0) for i in range(5)), return_exceptions=True)]
+    finally:
+        await sender.close()
+
+print(json.dumps({"lpush": lpush, "order": order, "refused": asyncio.run(refused())}))
+'''
+
+
+@pytest.mark.slow
+def test_the_sends_of_one_turn_go_out_as_one_lpush_per_list_in_order(make_stack):
+    """A burst of submits is one LPUSH per priority list, each list in the order the submits came (the order a
+    worker takes them); a lone send is its own LPUSH; a push that fails fails each of its callers."""
+    st = make_stack(workers=0, api=False)  # Redis only
+    run = subprocess.run([sys.executable, "-c", BATCH], env=st.env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = json.loads(run.stdout)
+    assert got["lpush"] == 3 + 3, got["lpush"]  # three lists in the burst, then three lone sends
+    want: dict[str, list[str]] = {"0": [], "1": [], "2": []}
+    for i in range(33):
+        want[str(i % 3 if i < 30 else 0)].append(f"t-{i}")
+    assert got["order"] == want
+    assert got["refused"] == ["ConnectionError"] * 5, got["refused"]
