@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 
 from chaos.history import Recorder
+from chaos.http_client import classify
 from chaos.target import Target
-from chaos.workload import classify
 
 PROCESS = 1_000_000  # far above the workload's processes (one per plan, one per probe)
 

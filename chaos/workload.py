@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import math
-import ssl
 import threading
 import time
 import uuid
@@ -23,10 +21,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from chaos.errors import BadArguments
 from chaos.history import Recorder
+from chaos.http_client import HTTP_ERRORS, Answer, WireClient, classify, describe
 from chaos.target import TERMINAL_STATES, Target
 
 if TYPE_CHECKING:
@@ -49,13 +46,6 @@ class TaskPlan:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TaskPlan:
         return cls(**d)
-
-
-def classify(exc: BaseException) -> str:
-    """``fail`` when the request certainly never reached the server, ``info`` when it may have."""
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-        return "fail"
-    return "info"
 
 
 class BaseWorkload:
@@ -207,34 +197,6 @@ class BaseWorkload:
         asyncio.run(go())
 
 
-# A request's latency is the target's answer time on the wire: from opening the connection (or sending the
-# request on a kept-alive one) to the response head. Taken from the invocation instead, it counted the client's
-# own work: 100 submits at once through one httpx client spent up to 2-3 s queued inside httpx, which reached
-# the same bare endpoint in under 100 ms on the wire.
-WIRE_EVENTS = ("connection.connect_tcp.started", "http11.send_request_headers.started",
-               "http11.receive_response_headers.complete")
-ANSWERED_IN = "celery_chaos.answered_in"
-
-# A kept-alive connection is dropped by this client after KEEPALIVE_EXPIRY_S idle, before the server drops it:
-# uvicorn closes one after 5 s idle, gunicorn after 2 s, and httpx's own default was the same 5 s. A request sent
-# as the server closes gets "Server disconnected without sending a response": the drain after a quiet 5 s lost
-# the final read of a task that had finished (the gate said UNKNOWN for a healthy app).
-KEEPALIVE_EXPIRY_S = 1.0
-# What a reused connection the server closed under the request raises before any answer (RFC 9110 9.2.2: a
-# client may retry an idempotent request then, as browsers and urllib3 do).
-STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One TLS context for every client of the run (building one loads the CA bundle: tens of ms)."""
-    return ssl.create_default_context()
-
-
-def answered_in(r: httpx.Response) -> float | None:
-    return r.extensions.get(ANSWERED_IN)
-
-
 class Workload(BaseWorkload):
     """The HTTP client: the target's ``[tool.celery-chaos.target.http]`` contract, through ``base_url()``."""
 
@@ -246,7 +208,7 @@ class Workload(BaseWorkload):
                          poll_interval=poll_interval)
         self.http = target.http
         self.base_url = base_url
-        self._clients: list[httpx.AsyncClient] = []
+        self._client: WireClient | None = None
 
     def keyed(self, plan: TaskPlan) -> bool:
         return bool(plan.idempotency_key and self.http.idempotency_header)
@@ -256,31 +218,13 @@ class Workload(BaseWorkload):
         h = {"Authorization": f"Bearer {self.http.token}"} if self.http.token else {}
         return {**h, **(extra or {})}
 
-    async def _request(self, process: int, method: str, path: str, **kw: Any) -> httpx.Response:
-        """The response, with the time the target took to answer it in ``answered_in(response)``."""
-        assert self._sem is not None and self._clients
-        marks: dict[str, float] = {}
-
-        async def trace(event: str, _info: Any) -> None:
-            if event in WIRE_EVENTS:
-                marks.setdefault(event, time.monotonic())
-
+    async def _request(self, process: int, method: str, path: str, *, json: Any = None,
+                       headers: dict[str, str] | None = None) -> Answer:
+        """The answer, with the time the target took to give it on the wire (``chaos.http_client``)."""
+        assert self._sem is not None and self._client is not None
         async with self._sem:
-            client = self._clients[process % len(self._clients)]
-            send = functools.partial(client.request, method, self.base_url() + path,
-                                     timeout=self.request_timeout, extensions={"trace": trace}, **kw)
-            try:
-                r = await send()
-            except STALE_CONNECTION:
-                if method != "GET" or "connection.connect_tcp.started" in marks:
-                    raise  # a fresh connection that fails is the target's answer; a submit may have landed
-                marks.clear()  # a read on a connection the server had just closed: once more, on a new one
-                r = await send()
-        began = marks.get("connection.connect_tcp.started", marks.get("http11.send_request_headers.started"))
-        answered = marks.get("http11.receive_response_headers.complete")
-        if began is not None and answered is not None:
-            r.extensions[ANSWERED_IN] = answered - began
-        return r
+            return await self._client.request(process, method, self.base_url() + path, json_body=json,
+                                              headers=headers)
 
     # operations -----------------------------------------------------------------------------------------------
     async def submit(self, process: int, plan: TaskPlan) -> str | None:
@@ -297,17 +241,17 @@ class Workload(BaseWorkload):
         try:
             r = await self._request(process, self.http.submit_method, self.http.submit_path, json=body,
                                     headers=self._headers(extra))
-        except httpx.HTTPError as exc:
-            self.recorder.complete(inv, classify(exc), error=f"{type(exc).__name__}: {exc}")
+        except HTTP_ERRORS as exc:
+            self.recorder.complete(inv, classify(exc), error=describe(exc))
             return None
-        lat = answered_in(r)  # the target's answer time on the wire
+        lat = r.latency  # the target's answer time on the wire
         if r.status_code >= 500:
             self.recorder.info(inv, value={"status_code": r.status_code}, error=r.text[:300], latency=lat)
             return None
         if r.status_code >= 300:
             self.recorder.fail(inv, value={"status_code": r.status_code}, error=r.text[:300], latency=lat)
             return None
-        data = _json(r)
+        data = r.json()
         task_id = str(data.get(self.http.task_id_field) or "")
         if not task_id:
             self.recorder.info(inv, value={"status_code": r.status_code, "body": data, "unparseable": True},
@@ -327,10 +271,10 @@ class Workload(BaseWorkload):
         try:
             r = await self._request(process, "GET", self.http.status_path.format(task_id=task_id),
                                     headers=self._headers())
-        except httpx.HTTPError as exc:
-            self.recorder.complete(inv, classify(exc), error=f"{type(exc).__name__}: {exc}")
+        except HTTP_ERRORS as exc:
+            self.recorder.complete(inv, classify(exc), error=describe(exc))
             return None
-        lat = answered_in(r)  # the target's answer time on the wire
+        lat = r.latency  # the target's answer time on the wire
         if r.status_code == 404:
             self.recorder.ok(inv, value={"status": "NOT_FOUND", "status_code": 404}, latency=lat)
             self.last_status[task_id] = "NOT_FOUND"
@@ -340,7 +284,7 @@ class Workload(BaseWorkload):
             self.recorder.complete(inv, phase, value={"status_code": r.status_code}, error=r.text[:300],
                                    latency=lat)
             return None
-        data = _json(r)
+        data = r.json()
         raw = data.get(self.http.status_field)
         if raw is None:  # not JSON, or JSON without the status: the client learnt nothing
             self.recorder.info(inv, value={"status_code": r.status_code, "unparseable": True},
@@ -364,12 +308,12 @@ class Workload(BaseWorkload):
         try:
             r = await self._request(process, self.http.cancel.method,
                                     self.http.cancel.path.format(task_id=task_id), headers=self._headers())
-        except httpx.HTTPError as exc:
-            self.recorder.complete(inv, classify(exc), error=f"{type(exc).__name__}: {exc}")
+        except HTTP_ERRORS as exc:
+            self.recorder.complete(inv, classify(exc), error=describe(exc))
             return False
-        lat = answered_in(r)  # the target's answer time on the wire
+        lat = r.latency  # the target's answer time on the wire
         if r.status_code in (200, 202, 204):
-            raw = _json(r).get(self.http.status_field)
+            raw = r.json().get(self.http.status_field)
             self.recorder.ok(inv, value={"status": None if raw is None else self.http.canonical_status(raw),
                                          "status_code": r.status_code}, latency=lat)
             return True
@@ -387,39 +331,24 @@ class Workload(BaseWorkload):
         if not path:
             return
 
-        async def read(client: httpx.AsyncClient) -> None:
+        async def read(slot: int) -> None:
             try:
-                await client.get(self.base_url() + path, timeout=self.request_timeout)
-            except httpx.HTTPError:
+                await self._client.request(slot, "GET", self.base_url() + path)  # type: ignore[union-attr]
+            except HTTP_ERRORS:
                 pass  # the API may be down before the run: the scenario will say so
 
-        await asyncio.gather(*(read(c) for c in self._clients[:connections]))
+        await asyncio.gather(*(read(slot) for slot in range(connections)))
 
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[None]:
-        """The HTTP clients and the concurrency bound every operation of one event loop shares.
-
-        One client per connection, each process on its own: one httpx client with 100 connections took 2-3 s
-        of its own to get a burst of 100 requests through its pool (the target answered within 0.2 s); 100
-        clients of one connection took 0.13 s. They share one TLS context (each would build its own)."""
+        """The HTTP client (a connection per process slot) and the concurrency bound one event loop shares."""
         self._sem = asyncio.Semaphore(self.concurrency)
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_EXPIRY_S)
-        tls = _tls_context()
-        async with contextlib.AsyncExitStack() as stack:
-            self._clients = [await stack.enter_async_context(httpx.AsyncClient(limits=limits, verify=tls))
-                             for _ in range(self.concurrency)]
+        async with WireClient(self.concurrency, self.request_timeout).open() as client:
+            self._client = client
             try:
                 yield
             finally:
-                self._clients = []
-
-
-def _json(r: httpx.Response) -> dict[str, Any]:
-    try:
-        data = r.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+                self._client = None
 
 
 def for_cluster(cluster: Cluster, recorder: Recorder, *, concurrency: int = 10,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos import workload as workload_mod
+from chaos import http_client as workload_mod
 from chaos.history import Recorder
 from chaos.target import target_from_table
 from chaos.workload import TaskPlan, Workload

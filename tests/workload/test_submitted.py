@@ -57,19 +57,24 @@ class _Server(threading.Thread):
         self.port = 0
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
+        self._stopping: asyncio.Event | None = None
 
     def run(self) -> None:
         async def main() -> None:
+            self._stopping = asyncio.Event()
             server = await asyncio.start_server(self.app.handle, "127.0.0.1", 0)
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
-            async with server:
-                await asyncio.Event().wait()
+            await self._stopping.wait()
+            server.close()
+            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in handlers:
+                t.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+            await server.wait_closed()
 
-        try:
-            self._loop.run_until_complete(main())
-        except RuntimeError:
-            pass  # stopped
+        self._loop.run_until_complete(main())
+        self._loop.close()
 
     def __enter__(self) -> _Server:
         self.start()
@@ -77,7 +82,8 @@ class _Server(threading.Thread):
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        assert self._stopping is not None
+        self._loop.call_soon_threadsafe(self._stopping.set)
         self.join(5)
 
 
