@@ -5,7 +5,6 @@ server would, and a read sent on one the server had just closed is sent again on
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
@@ -15,6 +14,8 @@ from chaos import http_client as workload_mod
 from chaos.history import Recorder
 from chaos.target import target_from_table
 from chaos.workload import TaskPlan, Workload
+
+from .wire_server import answer_json, read_request
 
 
 class _ClosingServer:
@@ -31,21 +32,14 @@ class _ClosingServer:
         served = 0
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
+                head = await read_request(reader)
                 line = head.split(b"\r\n", 1)[0].decode()
-                length = next((int(h.split(b":", 1)[1]) for h in head.split(b"\r\n")
-                               if h.lower().startswith(b"content-length:")), 0)
-                if length:
-                    await reader.readexactly(length)
                 if served:
                     self.dropped.append(line)
                     return
                 served += 1
                 self.answered.append(line)
-                body = json.dumps({"task_id": "t-1", "status": "SUCCESS", "ok": True}).encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-                await writer.drain()
+                await answer_json(writer, {"task_id": "t-1", "status": "SUCCESS", "ok": True})
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:

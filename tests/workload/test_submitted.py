@@ -5,7 +5,6 @@ HTTP server on loopback answers the submits late, on purpose."""
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from pathlib import Path
@@ -13,6 +12,8 @@ from pathlib import Path
 from chaos.history import Recorder
 from chaos.target import target_from_table
 from chaos.workload import TaskPlan, Workload
+
+from .wire_server import answer_json, read_request
 
 SUBMIT_DELAY_S = 0.6
 
@@ -27,21 +28,14 @@ class _SlowSubmits:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(h.split(b":", 1)[1]) for h in head.split(b"\r\n")
-                               if h.lower().startswith(b"content-length:")), 0)
-                if length:
-                    await reader.readexactly(length)
+                head = await read_request(reader)
                 if head.startswith(b"POST"):
                     await asyncio.sleep(SUBMIT_DELAY_S)
                     self._ids += 1
-                    body = json.dumps({"task_id": f"t-{self._ids}"}).encode()
                     self.answered_at.append(time.monotonic())
+                    await answer_json(writer, {"task_id": f"t-{self._ids}"})
                 else:
-                    body = json.dumps({"status": "SUCCESS"}).encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-                await writer.drain()
+                    await answer_json(writer, {"status": "SUCCESS"})
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
