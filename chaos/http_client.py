@@ -86,8 +86,7 @@ def _mark(name: str) -> Any:
 def _trace() -> aiohttp.TraceConfig:
     trace = aiohttp.TraceConfig()
     trace.on_connection_create_start.append(_mark("connect"))
-    trace.on_request_headers_sent.append(_mark("sent"))
-    trace.on_request_end.append(_mark("answered"))
+    trace.on_request_headers_sent.append(_mark("sent"))  # the answer is marked where the response head returns
     return trace
 
 
@@ -129,7 +128,7 @@ class WireClient:
     async def _send(session: aiohttp.ClientSession, method: str, url: str, json_body: Any,
                     headers: dict[str, str] | None, marks: dict[str, float]) -> Answer:
         async with session.request(method, url, json=json_body, headers=headers, trace_request_ctx=marks) as r:
-            marks.setdefault("answered", time.monotonic())
+            answered = time.monotonic()
             text = await r.text(errors="replace")
         began = marks.get("connect", marks.get("sent"))
-        return Answer(r.status, text, None if began is None else max(0.0, marks["answered"] - began))
+        return Answer(r.status, text, None if began is None else max(0.0, answered - began))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos import http_client as workload_mod
+from chaos import http_client
 from chaos.history import Recorder
 from chaos.target import target_from_table
 from chaos.workload import TaskPlan, Workload
@@ -94,8 +94,8 @@ def test_a_submit_on_a_connection_the_server_closed_is_not_sent_again(tmp_path: 
 
 def test_an_idle_connection_is_let_go_before_a_server_would_close_it(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    assert workload_mod.KEEPALIVE_EXPIRY_S < 2.0  # under gunicorn's 2 s and uvicorn's 5 s
-    monkeypatch.setattr(workload_mod, "KEEPALIVE_EXPIRY_S", 0.2)
+    assert http_client.KEEPALIVE_EXPIRY_S < 2.0  # under gunicorn's 2 s and uvicorn's 5 s
+    monkeypatch.setattr(http_client, "KEEPALIVE_EXPIRY_S", 0.2)
     app, rec = asyncio.run(_after_warm_up(tmp_path, "submit", idle_s=0.5))
     assert [p.phase for p in rec.history().pairs("submit")] == ["ok"]
     assert app.dropped == [] and app.connections == 2, (app.dropped, app.connections)
