@@ -16,6 +16,7 @@ import warnings
 from celery import Celery, signals
 from kombu import Queue
 
+from . import kombu_guard
 from .config import get_settings
 
 SYNC_TASK = "service.sync_file"
@@ -27,6 +28,7 @@ QUEUE_SEP = "\x06\x16"  # kombu's default priority sub-queue separator: "<queue>
 log = logging.getLogger("service.worker")
 
 _s = get_settings()
+kombu_guard.install()  # a broker blink must not kill the worker (Celery 5.7's reconnect path: see the module)
 
 app = Celery("data_sync", broker=_s.celery_broker_url, backend=_s.celery_result_backend,
              include=["service.tasks"])
