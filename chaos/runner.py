@@ -18,9 +18,10 @@ import httpx
 from chaos.checkers import CheckConfig
 from chaos.checkers.compose import Verdict, check_all
 from chaos.checkers.config import for_target
+from chaos.checkers.worker_crash import FATAL, fatal_lines
 from chaos.errors import ChaosError, ClusterError
 from chaos.health_watch import HealthWatch
-from chaos.history import BROKER_PROBE, EXECUTIONS_PROBE, History, Meta, Recorder
+from chaos.history import BROKER_PROBE, EXECUTIONS_PROBE, WORKER_LOG_PROBE, History, Meta, Recorder
 from chaos.nemesis import FaultSpec, Nemesis
 from chaos.probe import read_cluster
 from chaos.probes import fetch_ledger
@@ -186,10 +187,29 @@ def gather_evidence(cluster: Cluster, workload: Any, recorder: Recorder, since: 
             recorder.probe(EXECUTIONS_PROBE, without_leftovers(records, earlier))
     except OSError as exc:
         recorder.note(f"worker probe records unreadable: {exc}")
+    try:
+        recorder.probe(WORKER_LOG_PROBE, worker_log_evidence(cluster))
+    except Exception as exc:  # noqa: BLE001 - an unreadable log must not cost the verdict
+        recorder.note(f"worker logs unreadable: {type(exc).__name__}: {exc}")
     for w in cluster.workers:
         if not w.alive():
             recorder.note(f"{w.name} was not running at the end: it exited on its own, not by a fault")
     return errors
+
+
+def worker_log_evidence(cluster: Cluster) -> dict[str, Any]:
+    """For each worker, from what its log gained during the run: the lines where Celery gave up (the last few
+    and how many), whether it is running, and whether it started again after the last one (the final heal
+    starts dead workers, and Celery logs "<name> ready." on every start)."""
+    alive = {w.name: w.alive() for w in cluster.workers}
+    out: dict[str, Any] = {}
+    for name, text in cluster.worker_logs_since_mark().items():
+        fatal = fatal_lines(text)
+        entry: dict[str, Any] = {"alive": alive[name], "fatal": fatal[-5:], "times": len(fatal)}
+        if fatal:
+            entry["restarted"] = " ready." in text[text.rindex(FATAL):]
+        out[name] = entry
+    return out
 
 
 def without_leftovers(records: dict[str, Any], earlier: set[str]) -> dict[str, Any]:
@@ -233,6 +253,7 @@ def run_scenario(cluster: Cluster, scenario: Scenario, report_dir: Path | None =
     meta = Meta(scenario=scenario.name, seed=scenario.seed, target=cluster.target.name,
                 config=scenario.to_dict(), versions=versions(cluster), replay=scenario.replay)
     recorder = Recorder(hist_path, meta)
+    cluster.mark_worker_logs()  # the worker-logs evidence reads what the logs gain from here on
     workload = for_cluster(cluster, recorder, concurrency=scenario.concurrency,
                            request_timeout=scenario.request_timeout)
     nemesis = Nemesis(cluster, recorder)

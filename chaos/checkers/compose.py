@@ -21,6 +21,7 @@ from chaos.checkers import (
     stuck,
     transitions,
     unexpected,
+    worker_crash,
 )
 from chaos.checkers.config import CheckConfig
 from chaos.checkers.result import UNKNOWN, CheckResult, Finding, Validity, merge_valid
@@ -38,6 +39,7 @@ REGISTRY: dict[str, Checker] = {
     fallback_parity.NAME: fallback_parity.check,
     availability.NAME: availability.check,
     health.NAME: health.check,
+    worker_crash.NAME: worker_crash.check,
 }
 
 EXIT_CODES = {True: 0, False: 1, UNKNOWN: 2}

@@ -63,6 +63,7 @@ class Cluster:
         self.client_api_endpoint: tuple[str, int] | None = None
         self.bring_up_seconds: float | None = None
         self.submitted: set[str] = set()  # task ids earlier runs on this cluster were given: their leftovers
+        self._log_marks: dict[str, int] = {}  # worker -> the length of its log when the current run began
 
     # bring-up ----------------------------------------------------------------------------------------------
     def __enter__(self) -> Cluster:
@@ -192,6 +193,18 @@ class Cluster:
 
     def logs(self) -> dict[str, str]:
         return {n.name: n.logs() for n in self.nodes()}
+
+    def mark_worker_logs(self) -> None:
+        """Remember where each worker's log stands, so ``worker_logs_since_mark`` reads only what a run added."""
+        self._log_marks = {w.name: len(w.logs()) for w in self.workers}
+
+    def worker_logs_since_mark(self) -> dict[str, str]:
+        """Each worker's log since ``mark_worker_logs`` (all of it for a worker started since, or never marked)."""
+        out = {}
+        for w in self.workers:
+            text, mark = w.logs(), self._log_marks.get(w.name, 0)
+            out[w.name] = text[mark:] if len(text) >= mark else text
+        return out
 
     # healing -----------------------------------------------------------------------------------------------
     def heal(self, timeout: float = 60.0) -> None:

@@ -21,6 +21,7 @@ from chaos.history.events import (
     NOT_FOUND,
     SCHEMA_VERSION,
     SETTLED_PROBE,
+    WORKER_LOG_PROBE,
     Event,
     Fault,
     FaultPhase,
@@ -42,7 +43,7 @@ from chaos.history.views import FaultWindow, OpPair
 
 __all__ = [
     "BROKER_PROBE", "COMPLETION_PHASES", "EXECUTIONS_PROBE", "LEDGER_PROBE", "NOT_FOUND", "SCHEMA_VERSION",
-    "SETTLED_PROBE", "Event", "Execution", "Fault", "FaultPhase", "FaultWindow", "History", "Ledger", "LedgerTask",
-    "Meta", "Note", "Op", "OpF", "OpPair", "OpPhase", "Probe", "Record", "Recorder", "dumps_event",
+    "SETTLED_PROBE", "WORKER_LOG_PROBE", "Event", "Execution", "Fault", "FaultPhase", "FaultWindow", "History",
+    "Ledger", "LedgerTask", "Meta", "Note", "Op", "OpF", "OpPair", "OpPhase", "Probe", "Record", "Recorder", "dumps_event",
     "event_from_dict", "event_to_dict",
 ]

@@ -21,6 +21,7 @@ LEDGER_PROBE = "ledger"
 EXECUTIONS_PROBE = "executions"  # the worker probe's records (chaos.probe): executions only, no effects
 BROKER_PROBE = "broker"  # where each unfinished task was at the end (chaos.inspector), looked at twice
 SETTLED_PROBE = "settled"  # tasks decided before the quiesce deadline, and why (chaos.settle)
+WORKER_LOG_PROBE = "worker-logs"  # what each worker's log says about giving up during the run (chaos.runner)
 
 
 @dataclass

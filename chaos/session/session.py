@@ -93,6 +93,7 @@ class ChaosSession:
             scenario=self.name, seed=seed, target=self.target.name, versions=dict(versions or {}),
             config={"kind": "pytest", "description": self.description, "quiesce": self.target.timing.quiesce_s},
             replay=self._replay_for(self.name)))
+        cluster.mark_worker_logs()  # the worker-logs evidence reads what the logs gain from here on
         self.workload: BaseWorkload = for_cluster(cluster, self.recorder, concurrency=concurrency,
                                                   request_timeout=request_timeout)
         self.nemesis = Nemesis(cluster, self.recorder)

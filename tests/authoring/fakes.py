@@ -194,5 +194,11 @@ class FakeCluster:
     def keep_logs(self, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
 
+    def mark_worker_logs(self) -> None:
+        pass
+
+    def worker_logs_since_mark(self) -> dict[str, str]:
+        return {w.name: "" for w in self.workers}
+
     def close(self) -> None:
         self.api_server.close()

@@ -186,6 +186,11 @@ class HistoryBuilder:
         self._add(at, Probe(0, "ledger", at, wall(at), {"tasks": list(tasks)}))
         return self
 
+    def worker_logs(self, at: float = 200.0, **workers: dict[str, Any]) -> HistoryBuilder:
+        """The worker-logs probe: worker name -> {"alive", "fatal" lines, "times", "restarted"}."""
+        self._add(at, Probe(0, "worker-logs", at, wall(at), dict(workers)))
+        return self
+
     def task(
         self,
         task_id: str,

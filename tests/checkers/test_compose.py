@@ -34,7 +34,7 @@ def test_clean_history_with_enough_samples_is_valid_except_fallback():
     b = clean(25)
     verdict = check_all(b.build())
     assert {n: r.valid for n, r in verdict.results.items() if r.valid is not True} == {
-        "fallback_parity": UNKNOWN, "revoked_ran": UNKNOWN, "health": UNKNOWN,
+        "fallback_parity": UNKNOWN, "revoked_ran": UNKNOWN, "health": UNKNOWN, "worker_crash": UNKNOWN,
     }
     # a checker with nothing to judge (no fallback task, no cancel) abstains: the verdict is not undecided
     assert verdict.results["fallback_parity"].stats["applicable"] is False

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ["submit-status-cancel", "worker-sigkill", "pool-child-kill", "redis-pause", "durable-revoke"]
 # What the tutorial app really does wrong under these faults (see examples/tutorial/README.md); nothing else.
 TRUE_DEFECTS = {"availability/read-failed", "stuck/stuck", "lost/gone", "lost/failed-unexpectedly",
-                "availability/hung"}
+                "availability/hung", "worker_crash/crashed"}
 
 
 def app_failed(finding: dict) -> bool:

@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 docker = pytest.importorskip("docker")
 pytest.importorskip("testcontainers")
 
+from chaos.checkers.worker_crash import fatal_lines  # noqa: E402
 from chaos.cluster.base import Persistence  # noqa: E402
 from chaos.cluster.cleanup import LABEL_RUN  # noqa: E402
 from chaos.target import load_target  # noqa: E402
@@ -80,10 +81,13 @@ def wait_service_ok(c, timeout: float = 60.0) -> dict:
 @pytest.fixture
 def healthy(cluster) -> Iterator:
     """The module's cluster as each test needs it: every worker running, the service reporting ok. A worker an
-    earlier test left dead is started again, so one test's failure does not fail the tests after it."""
+    earlier test left dead, or alive after Celery gave up (its log says "Unrecoverable error"), is started
+    again, so one test's failure does not fail the tests after it."""
     for w in cluster.workers:
         if not w.alive():
             w.start()
+        elif fatal_lines(w.logs_since_start()):
+            w.restart(graceful=False)
     wait_service_ok(cluster)
     yield cluster
     cluster.heal()
@@ -223,8 +227,10 @@ def test_cut_and_heal_the_workers_link(healthy) -> None:
     finally:
         c.proxy.heal("workers_redis")
     got = wait_status(c.api_url, tid, timeout=60)
-    alive = "alive" if c.workers[0].alive() else "exited"
-    assert got == "SUCCESS", f"{got} 60s after heal, worker {alive}; its log tail:\n{c.workers[0].log_tail(40)}"
+    w = c.workers[0]
+    gave_up = fatal_lines(w.logs_since_start())
+    why = f"Celery gave up in the worker ({gave_up[-1]})" if gave_up else f"worker {'alive' if w.alive() else 'exited'}"
+    assert got == "SUCCESS", f"{got} 60s after heal: {why}; its log tail:\n{w.log_tail(40)}"
 
 
 def test_api_restart_rereads_its_endpoint(healthy) -> None:
