@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from .config import get_settings
+from .raw_sqlite import RawConnection, translate
 
 metadata = MetaData()
 
@@ -375,6 +376,61 @@ def write_tx_nowait():
             raw.execute("ROLLBACK")
             raise
         raw.execute("COMMIT")
+
+
+_hot_writers: dict[int, Connection] = {}
+
+
+def _hot_write_connection() -> sqlite3.Connection:
+    """This process's sqlite3 connection for ``hot_tx`` (the engine's, with its pragmas; a forked child opens its
+    own). Used only under ``_writer``, so one at a time."""
+    conn = _hot_writers.get(os.getpid())
+    if conn is None:
+        conn = _hot_writers[os.getpid()] = get_engine().connect()  # pooled (closed with the engine), used raw
+    return conn.connection.driver_connection
+
+
+@contextmanager
+def hot_tx():
+    """``write_tx`` for the workers' hot path (claim, lease renewal, the final commit): on SQLite a
+    ``RawConnection`` running compiled statements on sqlite3 (see raw_sqlite.py), elsewhere ``write_tx``."""
+    if not get_settings().is_sqlite:
+        with write_tx() as conn:
+            yield conn
+        return
+    with _writer():
+        raw = _hot_write_connection()
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise translate(exc, "BEGIN IMMEDIATE") from exc
+        try:
+            yield RawConnection(raw)
+            raw.execute("COMMIT")
+        except BaseException as exc:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):  # the COMMIT itself (the body's errors are translated already)
+                raise translate(exc, "COMMIT") from exc
+            raise
+
+
+_hot_readers = threading.local()  # per thread: (pid, SQLAlchemy connection kept out of the pool, its sqlite3 one)
+
+
+@contextmanager
+def hot_read():
+    """``read_conn`` for the workers' hot path (a task's rows, its periodic state check): on SQLite a
+    ``RawConnection`` on this thread's own sqlite3 connection, where one statement is its own snapshot."""
+    if not get_settings().is_sqlite:
+        with read_conn() as conn:
+            yield conn
+        return
+    held = getattr(_hot_readers, "held", None)
+    if held is None or held[0] != os.getpid():  # a forked child opens its own
+        conn = get_engine().connect()
+        held = _hot_readers.held = (os.getpid(), conn, conn.connection.driver_connection)
+    yield RawConnection(held[2])
 
 
 def insert_sql(table: Table, columns: tuple[str, ...]) -> str:

@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, select, update
 
-from .db import file_rows, files, read_conn, retry_db, write_tx
+from .db import file_rows, files, hot_read, read_conn, retry_db, write_tx
+from .raw_sqlite import hot
 
 POISON_MARKER = "__poison__"
 
@@ -136,9 +137,9 @@ def visible(file_id: int, caller: str) -> bool:
 @functools.cache
 def _page_stmt(chunk: int) -> Any:
     """One page of a file's rows, built once (an attempt reads its rows on every run)."""
-    return (select(file_rows.c.row_no, file_rows.c.data)
-            .where(file_rows.c.file_id == bindparam("fid"), file_rows.c.row_no > bindparam("after"))
-            .order_by(file_rows.c.row_no).limit(chunk))
+    return hot(select(file_rows.c.row_no, file_rows.c.data)
+               .where(file_rows.c.file_id == bindparam("fid"), file_rows.c.row_no > bindparam("after"))
+               .order_by(file_rows.c.row_no).limit(chunk))
 
 
 def iter_rows(file_id: int, chunk: int = ROWS_PER_TX) -> Iterator[tuple[int, str]]:
@@ -148,7 +149,7 @@ def iter_rows(file_id: int, chunk: int = ROWS_PER_TX) -> Iterator[tuple[int, str
     stmt = _page_stmt(chunk)
     while True:
         def page(after: int = after) -> list[tuple[int, str]]:
-            with read_conn() as c:
+            with hot_read() as c:
                 return [(r.row_no, r.data) for r in c.execute(stmt, {"fid": file_id, "after": after}).all()]
         batch = retry_db(page)
         yield from batch

@@ -29,6 +29,8 @@ from .db import (
     WouldWait,
     executions,
     files,
+    hot_read,
+    hot_tx,
     insert_sql,
     locks,
     read_conn,
@@ -41,6 +43,7 @@ from .db import (
     write_tx,
     write_tx_nowait,
 )
+from .raw_sqlite import hot
 
 PENDING, STARTED, RETRY = "PENDING", "STARTED", "RETRY"
 SUCCESS, FAILURE, REVOKED = "SUCCESS", "FAILURE", "REVOKED"
@@ -218,23 +221,23 @@ def cancel(task_id: str, caller: str) -> tuple[str, dict | None]:
 @functools.cache
 def _claim_stmt(fenced: bool) -> Any:
     if fenced:
-        claimable = or_(tasks.c.status.in_((PENDING, RETRY)),
+        claimable = or_(tasks.c.status == PENDING, tasks.c.status == RETRY,
                         and_(tasks.c.status == STARTED, tasks.c.lease_until < bindparam("b_now")))
     else:  # CLAIM_FENCING=off (canary): every delivery starts a new attempt, even beside a live one
-        claimable = tasks.c.status.notin_(TERMINAL)
-    return (update(tasks)
-            .where(tasks.c.task_id == bindparam("b_tid"), tasks.c.mode == bindparam("b_mode"), claimable)
-            .values(status=STARTED, attempts=tasks.c.attempts + 1, lease_until=bindparam("b_lease"),
-                    updated_at=bindparam("b_now")).returning(tasks.c.attempts, tasks.c.file_id))
+        claimable = and_(*(tasks.c.status != t for t in TERMINAL))  # not IN: raw execution (raw_sqlite.py)
+    return hot(update(tasks)
+               .where(tasks.c.task_id == bindparam("b_tid"), tasks.c.mode == bindparam("b_mode"), claimable)
+               .values(status=STARTED, attempts=tasks.c.attempts + 1, lease_until=bindparam("b_lease"),
+                       updated_at=bindparam("b_now")).returning(tasks.c.attempts, tasks.c.file_id))
 
 
-_INSERT_EXECUTION = insert(executions)
-_STATE_OF = select(tasks.c.status, tasks.c.attempts).where(tasks.c.task_id == bindparam("b_tid"))
-_RENEW = (update(tasks).where(tasks.c.task_id == bindparam("b_tid"), tasks.c.attempts == bindparam("b_att"),
-                              tasks.c.status == STARTED).values(lease_until=bindparam("b_lease")))
-_SET_OUTCOME = (update(executions).where(executions.c.task_id == bindparam("b_tid"),
-                                         executions.c.attempt == bindparam("b_att"), executions.c.outcome.is_(None))
-                .values(outcome=bindparam("b_out"), finished_at=bindparam("b_fin")))
+_INSERT_EXECUTION = hot(insert(executions))
+_STATE_OF = hot(select(tasks.c.status, tasks.c.attempts).where(tasks.c.task_id == bindparam("b_tid")))
+_RENEW = hot(update(tasks).where(tasks.c.task_id == bindparam("b_tid"), tasks.c.attempts == bindparam("b_att"),
+                                 tasks.c.status == STARTED).values(lease_until=bindparam("b_lease")))
+_SET_OUTCOME = hot(update(executions).where(executions.c.task_id == bindparam("b_tid"),
+                                            executions.c.attempt == bindparam("b_att"), executions.c.outcome.is_(None))
+                   .values(outcome=bindparam("b_out"), finished_at=bindparam("b_fin")))
 
 
 def claim(task_id: str, worker: str, pid: int, mode: str) -> tuple[int, int] | None:
@@ -243,7 +246,7 @@ def claim(task_id: str, worker: str, pid: int, mode: str) -> tuple[int, int] | N
 
     def go() -> tuple[int, int] | None:
         now = time.time()
-        with write_tx() as c:
+        with hot_tx() as c:
             claimed = c.execute(_claim_stmt(s.claim_fencing), {
                 "b_tid": task_id, "b_mode": mode, "b_now": now, "b_lease": now + s.lease_seconds}).first()
             if claimed is None:
@@ -267,13 +270,13 @@ def check(task_id: str, attempt: int, renew: bool) -> str:
 
     def go() -> str:
         if renew:
-            with write_tx() as c:
+            with hot_tx() as c:
                 r = c.execute(_RENEW, {"b_tid": task_id, "b_att": attempt,
                                        "b_lease": time.time() + get_settings().lease_seconds})
                 if r.rowcount == 1:
                     return "ok"
                 return _fenced_outcome(c, task_id, attempt)
-        with read_conn() as c:
+        with hot_read() as c:
             row = c.execute(_STATE_OF, {"b_tid": task_id}).first()
         if row is not None and row.status == STARTED and row.attempts == attempt:
             return "ok"
@@ -321,18 +324,18 @@ def _upsert_synced_stmt(dialect: str) -> Any:
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     stmt = dialect_insert(synced_rows)
-    return stmt.on_conflict_do_update(
+    return hot(stmt.on_conflict_do_update(
         index_elements=[synced_rows.c.file_id, synced_rows.c.row_no],
-        set_={"data": stmt.excluded.data, "task_id": stmt.excluded.task_id, "synced_at": stmt.excluded.synced_at})
+        set_={"data": stmt.excluded.data, "task_id": stmt.excluded.task_id, "synced_at": stmt.excluded.synced_at}))
 
 
 @functools.cache
 def _finish_stmt(fenced: bool) -> Any:
     mine = (and_(tasks.c.attempts == bindparam("b_att"), tasks.c.status == STARTED) if fenced
-            else tasks.c.status.notin_((REVOKED, FAILURE)))
-    return (update(tasks).where(tasks.c.task_id == bindparam("b_tid"), mine)
-            .values(status=SUCCESS, lease_until=None, updated_at=bindparam("b_now"), error=None,
-                    result=bindparam("b_res")))
+            else and_(tasks.c.status != REVOKED, tasks.c.status != FAILURE))
+    return hot(update(tasks).where(tasks.c.task_id == bindparam("b_tid"), mine)
+               .values(status=SUCCESS, lease_until=None, updated_at=bindparam("b_now"), error=None,
+                       result=bindparam("b_res")))
 
 
 @functools.cache
@@ -340,7 +343,7 @@ def _insert_effects_stmt(fenced: bool, dialect: str) -> Any:
     stmt = insert(sync_effects)
     if not fenced and dialect == "sqlite":  # a second unfenced commit must not trip the unique constraint
         stmt = stmt.prefix_with("OR IGNORE")
-    return stmt
+    return hot(stmt)
 
 
 def _upsert_synced(c: Any, values: list[dict]) -> None:
@@ -358,7 +361,7 @@ def finish_success(task_id: str, attempt: int, file_id: int, rows: list[tuple[in
 
     def go() -> str:
         now = time.time()
-        with write_tx() as c:
+        with hot_tx() as c:
             result = json.dumps({"rows_synced": len(rows), "file_id": file_id})
             r = c.execute(_finish_stmt(fenced), {"b_tid": task_id, "b_att": attempt, "b_now": now, "b_res": result})
             if r.rowcount != 1:
@@ -404,7 +407,7 @@ def release_for_retry(task_id: str, attempt: int, error: str) -> bool:
 
 def record_outcome(task_id: str, attempt: int, outcome: str) -> None:
     def go() -> None:
-        with write_tx() as c:
+        with hot_tx() as c:
             _set_outcome(c, task_id, attempt, outcome)
     retry_db(go)
 

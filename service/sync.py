@@ -59,7 +59,9 @@ def run_attempt(task_id: str, attempt: int, file_id: int, stop: threading.Event 
             if per_row:  # EFFECTS_MODE=per-row (canary): the effect is committed now, not with the state
                 ledger.record_row_effect(task_id, attempt, file_id, *done[-1])
         outcome = ledger.finish_success(task_id, attempt, file_id, done)
-        log.info("task %s attempt %s finished: %s (%d rows)", task_id, attempt, outcome, len(done))
+        # a success at debug level: Celery logs every task's end already, and the ledger has the attempt and rows
+        log.log(logging.DEBUG if outcome == "success" else logging.INFO, "task %s attempt %s finished: %s (%d rows)",
+                task_id, attempt, outcome, len(done))
         return outcome
     except Exception as exc:  # infrastructure trouble (DB): give the task back, the sweeper re-dispatches
         log.exception("task %s attempt %s crashed; releasing for retry", task_id, attempt)
