@@ -46,7 +46,7 @@ SECTIONS = ("latency", "submit", "throughput", "memory", "recovery", "proxy", "b
 
 def _defaults(quick: bool) -> dict[str, Any]:
     return {"repeats": 1 if quick else 3, "concurrency_levels": (1, 10, 100) if quick else (1, 10, 100, 1000),
-            "throughput_tasks": {"noop": 60, "short": 40} if quick else {"noop": 600, "short": 100},
+            "throughput_tasks": {"noop": 200, "short": 40} if quick else {"noop": 2000, "short": 100},
             "worker_counts": (1, 4), "memory_tasks": 2000 if quick else 20_000,
             "recovery_repeats": 1 if quick else 3, "bring_up_repeats": 1 if quick else 3}
 

@@ -89,3 +89,14 @@ def test_the_steady_rate_leaves_out_the_start_and_the_stragglers():
     assert abs(steady_rate([5.0, 1.0, 3.0]) - 0.5) < 1e-9  # unsorted, tiny: the whole span
     with pytest.raises(ChaosError):
         steady_rate([1.0, 2.0])
+
+
+def test_the_steady_rate_counts_from_when_every_worker_is_ready():
+    from chaos.bench.throughput import steady_rate
+
+    # 50 tasks at 20 ms while the other workers start, then 150 at 5 ms once all are ready (t=1.0)
+    finishes = [0.02 * i for i in range(1, 51)] + [1.0 + 0.005 * i for i in range(1, 151)]
+    assert abs(steady_rate(finishes, after=1.0) - 200.0) < 2.0
+    assert steady_rate(finishes) < 150.0  # the whole backlog: the start-up's slow part drags it down
+    # too little left after the last worker is ready (under a fifth): the whole backlog counts
+    assert steady_rate(finishes, after=1.65) == steady_rate(finishes)
