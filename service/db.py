@@ -415,22 +415,24 @@ def hot_tx():
             raise
 
 
-_hot_readers = threading.local()  # per thread: (pid, SQLAlchemy connection kept out of the pool, its sqlite3 one)
+_hot_readers = threading.local()  # per thread: (pid, its own sqlite3 connection)
 
 
 @contextmanager
 def hot_read():
     """``read_conn`` for the workers' hot path (a task's rows, its periodic state check): on SQLite a
-    ``RawConnection`` on this thread's own sqlite3 connection, where one statement is its own snapshot."""
+    ``RawConnection`` on this thread's own sqlite3 connection, where one statement is its own snapshot. Opened
+    outside the engine's pool: every fallback thread keeps one, and FALLBACK_CONCURRENCY may pass the pool."""
     if not get_settings().is_sqlite:
         with read_conn() as conn:
             yield conn
         return
     held = getattr(_hot_readers, "held", None)
     if held is None or held[0] != os.getpid():  # a forked child opens its own
-        conn = get_engine().connect()
-        held = _hot_readers.held = (os.getpid(), conn, conn.connection.driver_connection)
-    yield RawConnection(held[2])
+        raw = sqlite3.connect(get_engine().url.database, timeout=5.0, isolation_level=None, check_same_thread=False)
+        raw.execute("PRAGMA busy_timeout=5000")
+        held = _hot_readers.held = (os.getpid(), raw)
+    yield RawConnection(held[1])
 
 
 def insert_sql(table: Table, columns: tuple[str, ...]) -> str:
