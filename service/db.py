@@ -337,22 +337,33 @@ class WouldWait(Exception):
     """``write_tx_nowait`` could not write without waiting for a lock."""
 
 
-_nowait: dict[int, Connection] = {}
+_raw_connections: dict[tuple[str, int], Connection] = {}
 
 
-def _nowait_connection() -> Any | None:
-    """This process's sqlite3 connection that never waits: SQLite's busy timeout 0 and no WAL checkpoints on its
-    commits (the other connections checkpoint). None on another database."""
-    if not get_settings().is_sqlite:
-        return None
-    conn = _nowait.get(os.getpid())
+def _process_connection(role: str, *pragmas: str) -> sqlite3.Connection:
+    """This process's sqlite3 connection for ``role`` (the engine's, with its pragmas, then ``pragmas``; a forked
+    child opens its own), held out of the pool for good and used raw."""
+    key = (role, os.getpid())
+    conn = _raw_connections.get(key)
     if conn is None:
         conn = get_engine().connect()  # pooled by SQLAlchemy (closed with the engine), used raw below
-        raw = conn.connection.driver_connection
-        raw.execute("PRAGMA busy_timeout=0")
-        raw.execute("PRAGMA wal_autocheckpoint=0")
-        _nowait[os.getpid()] = conn
+        for pragma in pragmas:
+            conn.connection.driver_connection.execute(pragma)
+        _raw_connections[key] = conn
     return conn.connection.driver_connection
+
+
+@contextmanager
+def _committed(raw: sqlite3.Connection):
+    """The rest of a transaction the caller began on ``raw``: COMMIT, or ROLLBACK on any error, the COMMIT's
+    own too, so the connection is never left inside a transaction (its next BEGIN would fail)."""
+    try:
+        yield raw
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
 
 
 @contextmanager
@@ -361,33 +372,19 @@ def write_tx_nowait():
     WouldWait, having written nothing, when another thread of this process or another process holds the lock.
 
     Yields the raw sqlite3 connection in a BEGIN IMMEDIATE transaction (statements with ``?`` parameters):
-    SQLAlchemy's statement handling cost more of a submit's time on the loop than SQLite's insert itself."""
-    raw = _nowait_connection()
-    if raw is None:
+    SQLAlchemy's statement handling cost more of a submit's time on the loop than SQLite's insert itself. Its
+    connection never waits: SQLite's busy timeout 0 and no WAL checkpoints on its commits (the other
+    connections checkpoint)."""
+    if not get_settings().is_sqlite:
         raise WouldWait
+    raw = _process_connection("nowait", "PRAGMA busy_timeout=0", "PRAGMA wal_autocheckpoint=0")
     with _writer(blocking=False):
         try:
             raw.execute("BEGIN IMMEDIATE")  # busy at once while a writer outside the file lock holds SQLite's
         except sqlite3.OperationalError as exc:
             raise WouldWait from exc
-        try:
+        with _committed(raw):
             yield raw
-        except BaseException:
-            raw.execute("ROLLBACK")
-            raise
-        raw.execute("COMMIT")
-
-
-_hot_writers: dict[int, Connection] = {}
-
-
-def _hot_write_connection() -> sqlite3.Connection:
-    """This process's sqlite3 connection for ``hot_tx`` (the engine's, with its pragmas; a forked child opens its
-    own). Used only under ``_writer``, so one at a time."""
-    conn = _hot_writers.get(os.getpid())
-    if conn is None:
-        conn = _hot_writers[os.getpid()] = get_engine().connect()  # pooled (closed with the engine), used raw
-    return conn.connection.driver_connection
 
 
 @contextmanager
@@ -399,20 +396,13 @@ def hot_tx():
             yield conn
         return
     with _writer():
-        raw = _hot_write_connection()
+        raw = _process_connection("hot")  # used only under _writer, so one at a time
         try:
             raw.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise translate(exc, "BEGIN IMMEDIATE") from exc
-        try:
-            yield RawConnection(raw)
-            raw.execute("COMMIT")
-        except BaseException as exc:
-            if raw.in_transaction:
-                raw.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):  # the COMMIT itself (the body's errors are translated already)
-                raise translate(exc, "COMMIT") from exc
-            raise
+            with _committed(raw):
+                yield RawConnection(raw)
+        except sqlite3.Error as exc:  # BEGIN or COMMIT (the statements' errors are translated already)
+            raise translate(exc) from exc
 
 
 _hot_readers = threading.local()  # per thread: (pid, its own sqlite3 connection)

@@ -70,3 +70,23 @@ def test_errors_are_sqlalchemys_classes(raw):
 def test_in_of_literals_is_refused_with_the_way_out(raw):
     with pytest.raises(ValueError, match="write IN as OR"):
         raw.execute(select(items.c.id).where(items.c.state.in_(("a", "b"))))
+
+
+def test_a_failed_commit_leaves_the_connection_out_of_its_transaction(tmp_path):
+    """A COMMIT that fails (here a deferred foreign key) is rolled back: the process's one raw connection must
+    be able to BEGIN again, or every later write of the process would fail."""
+    from service.db import _committed
+
+    conn = sqlite3.connect(tmp_path / "fk.db", isolation_level=None)
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TABLE child (pid INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")
+    conn.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.IntegrityError), _committed(conn):
+        conn.execute("INSERT INTO child VALUES (7)")  # no parent 7: refused at COMMIT
+    assert not conn.in_transaction
+    conn.execute("BEGIN IMMEDIATE")
+    with _committed(conn):
+        conn.execute("INSERT INTO parent VALUES (7)")
+    assert conn.execute("SELECT count(*) FROM child").fetchone() == (0,)
+    conn.close()
