@@ -75,7 +75,8 @@ if TYPE_CHECKING:
     from chaos.runner import Scenario, run_scenario
     from chaos.scenarios import DEFAULT_SCENARIOS, SCENARIOS
     from chaos.scenarios import build as build_scenario
-    from chaos.session import ChaosSession, ChaosVerdict, FaultHandle, ScheduledFault, realtime
+    from chaos.session import ChaosSession, ChaosVerdict, FaultHandle, ScheduledFault
+    from chaos.session.realtime import realtime
     from chaos.strategies import fault_specs, schedules, task_plans
     from chaos.target import Target, load_target
     from chaos.workload import TaskPlan

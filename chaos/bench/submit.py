@@ -96,12 +96,13 @@ def _client_process(args: tuple[str, str, bytes, dict[str, str], int, float]) ->
 
     url, method, payload, headers, connections, deadline = args
     parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
     latencies: list[float] = []
     failures = [0]
     lock = threading.Lock()
 
     def loop() -> None:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        conn = http.client.HTTPConnection(host, parts.port, timeout=10)
         mine: list[float] = []
         bad = 0
         while time.time() < deadline:
@@ -117,7 +118,7 @@ def _client_process(args: tuple[str, str, bytes, dict[str, str], int, float]) ->
             except (OSError, http.client.HTTPException):
                 bad += 1
                 conn.close()
-                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+                conn = http.client.HTTPConnection(host, parts.port, timeout=10)
         conn.close()
         with lock:
             latencies.extend(mine)
@@ -226,7 +227,7 @@ def measure_submit(submit_url: str, method: str, body: dict[str, Any], headers: 
             for _ in range(repeats):
                 runs["target"].append(load(submit_url, body, headers, level, seconds, method, workdir))
                 runs["bare"].append(load(bare.url, body, headers, level, seconds, "POST", workdir))
-            row = {side: _median_run(rs) for side, rs in runs.items()}
+            row: dict[str, Any] = {side: _median_run(rs) for side, rs in runs.items()}
             row["ratio"] = round(row["target"]["rps"] / row["bare"]["rps"], 3) if row["bare"]["rps"] else None
             out[str(level)] = row
             t, b = row["target"], row["bare"]

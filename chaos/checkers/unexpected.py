@@ -104,8 +104,8 @@ def from_probe(history: History, config: CheckConfig, phantoms: list[Finding]) -
     own business, not work the client did not ask for)."""
     executions = history.executions()
     assert executions is not None
-    names = {str(t.get("task_id")): t.get("name") for t in (history.probe(EXECUTIONS_PROBE).value or {})
-             .get("tasks") or []}  # type: ignore[union-attr]
+    probe = history.probe(EXECUTIONS_PROBE)
+    names = {str(t.get("task_id")): t.get("name") for t in ((probe.value if probe else None) or {}).get("tasks") or []}
     tasks = task_lifecycles(history, executions)
     submitted = {names.get(t.task_id) for t in tasks.values() if t.acknowledged} - {None}
     attribution = attribute_unacknowledged(history, tasks, config)

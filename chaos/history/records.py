@@ -28,7 +28,7 @@ class Record:
 
     @classmethod
     def from_dict(cls: type[R], data: Mapping[str, Any]) -> R:
-        nested = _nested_records(cls)
+        nested = _nested_records(cls)  # type: ignore[arg-type]
         kw: dict[str, Any] = {}
         for f in fields(cls):  # type: ignore[arg-type]
             if f.name not in data:

@@ -81,7 +81,7 @@ class PassThroughReader(asyncio.StreamReader):
         self.buffered = 0  # bytes fed to the buffer and not read yet (counted from the first byte)
         self.bypass: Any = None  # (bytes) -> bool: True when it wrote them on
 
-    def feed_data(self, data: bytes) -> None:
+    def feed_data(self, data: bytes) -> None:  # type: ignore[override]  # bytes, as asyncio feeds it
         if self.buffered == 0 and self.bypass is not None and self.bypass(data):
             return
         self.buffered += len(data)
