@@ -220,7 +220,7 @@ class _Run:
                 self.res["submit"] = self.section("submit", lambda: measure_submit(
                     api.url + api.http.submit_path, api.http.submit_method, api.body(), api.auth,
                     c.link_url("api_redis"), api.http.token, tmp / "submit", levels=SUBMIT_LEVELS,
-                    seconds=3.0 if quick else 8.0, repeats=1 if quick else 3, say=self.say)) or {"skipped": "failed"}
+                    seconds=3.0 if quick else 5.0, repeats=1 if quick else 5, say=self.say)) or {"skipped": "failed"}
             finally:
                 api.close()
 

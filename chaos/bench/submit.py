@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from chaos.bench.table import pair_range
 from chaos.cluster.ports import free_port
 from chaos.stats import summary
 from chaos.waiting import wait_until
@@ -215,8 +216,9 @@ class BareEndpoint:
 def measure_submit(submit_url: str, method: str, body: dict[str, Any], headers: dict[str, str], redis_url: str,
                    token: str | None, workdir: Path, levels: tuple[int, ...] = (10, 100), seconds: float = 8.0,
                    repeats: int = 1, say: Callable[[str], None] = print) -> dict[str, Any]:
-    """{level: {"target": stats, "bare": stats, "ratio"}} (medians over ``repeats``, target and bare
-    interleaved), with the generator's name in ``settings``."""
+    """{level: {"target": stats, "bare": stats, "ratio", "ratio_runs"}}: ``repeats`` pairs of runs back to back,
+    each pair's ratio its own (both sides met the same moment of a shared VM, whose speed moved by a third between
+    runs here), ``ratio`` their median; the stats are each side's median run. The generator is in ``settings``."""
     bare = BareEndpoint(workdir / "bare", redis_url, token)
     try:
         with httpx.Client(timeout=5.0) as client:
@@ -224,15 +226,19 @@ def measure_submit(submit_url: str, method: str, body: dict[str, Any], headers: 
         out: dict[str, Any] = {}
         for level in levels:
             runs: dict[str, list[dict[str, Any]]] = {"target": [], "bare": []}
-            for _ in range(repeats):
-                runs["target"].append(load(submit_url, body, headers, level, seconds, method, workdir))
-                runs["bare"].append(load(bare.url, body, headers, level, seconds, "POST", workdir))
+            for i in range(repeats):  # in pairs, which goes first alternating (ABBA): a VM's drift cancels out
+                for side in ("target", "bare") if i % 2 == 0 else ("bare", "target"):
+                    runs[side].append(load(submit_url, body, headers, level, seconds, method, workdir)
+                                      if side == "target" else
+                                      load(bare.url, body, headers, level, seconds, "POST", workdir))
             row: dict[str, Any] = {side: _median_run(rs) for side, rs in runs.items()}
-            row["ratio"] = round(row["target"]["rps"] / row["bare"]["rps"], 3) if row["bare"]["rps"] else None
+            row["ratio_runs"] = [round(t["rps"] / b["rps"], 3) for t, b in zip(runs["target"], runs["bare"],
+                                                                            strict=True) if b["rps"]]
+            row["ratio"] = round(statistics.median(row["ratio_runs"]), 3) if row["ratio_runs"] else None
             out[str(level)] = row
             t, b = row["target"], row["bare"]
             say(f"    {level} connections: target {t['rps']:.0f} req/s p99 {t['p99_ms']} ms, bare {b['rps']:.0f} "
-                f"req/s p99 {b['p99_ms']} ms, ratio {row['ratio']}")
+                f"req/s p99 {b['p99_ms']} ms, ratio {row['ratio']}{pair_range(row)}")
         out["settings"] = {"generator": generator(), "seconds": seconds, "repeats": repeats, "levels": list(levels)}
         return out
     finally:

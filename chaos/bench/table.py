@@ -11,6 +11,12 @@ OPS_LABEL = "SET+GET"
 
 
 
+def pair_range(row: Mapping[str, Any]) -> str:
+    """' (pairs 0.71-0.83)': the spread of a level's per-pair ratios, '' for one pair (or rows of older runs)."""
+    rs = row.get("ratio_runs") or []
+    return f" (pairs {min(rs):.3f}-{max(rs):.3f})" if len(rs) > 1 else ""
+
+
 def _case_rows(t: Table, measure: str, section: Mapping[str, Any],
                row: Callable[[str, Mapping[str, Any]], tuple[str, str]]) -> None:
     """A section's table rows: one per numbered case (a level, a client count), or its skip reason."""
@@ -59,7 +65,7 @@ def render_table(res: dict[str, Any]) -> Table:
     _case_rows(t, "submit path vs bare endpoint", sub, lambda n, v: (
         f"{n} connections ({sub['settings']['generator']})",
         f"target {v['target']['rps']:.0f} req/s, p50 {v['target']['p50_ms']} / p99 {v['target']['p99_ms']} ms; "
-        f"bare {v['bare']['rps']:.0f} req/s, p99 {v['bare']['p99_ms']} ms; ratio {v['ratio']}"))
+        f"bare {v['bare']['rps']:.0f} req/s, p99 {v['bare']['p99_ms']} ms; ratio {v['ratio']}{pair_range(v)}"))
     _case_rows(t, "fault proxy, no toxics", res.get("proxy") or {}, lambda n, v: (
         f"redis-benchmark {n} client(s), {OPS_LABEL}",
         f"direct {v['direct_ops_s']:,} / proxied {v['proxied_ops_s']:,} ops/s, ratio {v['ratio']:.2f}"))
